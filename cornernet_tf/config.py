@@ -1,0 +1,208 @@
+"""Configuration: frozen dataclasses loaded from YAML, with `key=value` overrides.
+
+No TensorFlow import here: scripts can read and check a config before the heavy imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message names the file, the key and the value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The network. Defaults are the official Hourglass-104 CornerNet."""
+
+    num_stacks: int = 2
+    depth: int = 5  # hourglass levels ("n" in the official code)
+    dims: tuple[int, ...] = (256, 256, 384, 384, 384, 512)  # depth + 1 widths
+    modules: tuple[int, ...] = (2, 2, 2, 2, 2, 4)  # residuals per level; the last is the innermost
+    stem_dim: int = 128  # output of the 7x7 stride-2 stem convolution
+    cnv_dim: int = 256  # features fed to the corner modules and heads
+    pool_dim: int = 128  # branch width inside the corner-pool modules
+    num_classes: int = 80
+    corner_pool: str | None = None  # "scan" | "tf" | None (global setting / environment / default)
+
+    def validate(self, where: str) -> None:
+        if self.num_stacks < 1:
+            raise ConfigError(f"{where}: model.num_stacks must be >= 1, got {self.num_stacks}")
+        if self.depth < 1:
+            raise ConfigError(f"{where}: model.depth must be >= 1, got {self.depth}")
+        for key in ("dims", "modules"):
+            value = getattr(self, key)
+            if len(value) != self.depth + 1:
+                raise ConfigError(
+                    f"{where}: model.{key} needs depth + 1 = {self.depth + 1} entries, "
+                    f"got {len(value)}: {list(value)}"
+                )
+            if any(v < 1 for v in value):
+                raise ConfigError(f"{where}: model.{key} entries must be >= 1, got {list(value)}")
+        if self.corner_pool not in (None, "scan", "tf", "custom", "auto"):
+            raise ConfigError(
+                f"{where}: model.corner_pool must be one of scan, tf, custom, auto or null, "
+                f"got {self.corner_pool!r}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Network input geometry and normalisation (the official values, BGR channel order)."""
+
+    input_size: tuple[int, int] = (511, 511)  # (height, width); each side = 127 mod 128 for depth 5
+    mean_bgr: tuple[float, float, float] = (0.40789654, 0.44719302, 0.47026115)
+    std_bgr: tuple[float, float, float] = (0.28863828, 0.27408164, 0.27809835)
+
+    def validate(self, where: str) -> None:
+        if len(self.input_size) != 2 or min(self.input_size) < 1:
+            raise ConfigError(
+                f"{where}: data.input_size must be [height, width], got {list(self.input_size)}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    source: str = "<defaults>"  # where the config came from, for messages
+
+    def validate(self) -> None:
+        self.model.validate(self.source)
+        self.data.validate(self.source)
+        stride = 4 * 2**self.model.depth
+        for side in self.data.input_size:
+            if (side + 1) % stride:
+                raise ConfigError(
+                    f"{self.source}: data.input_size side {side} does not fit a depth-"
+                    f"{self.model.depth} hourglass: sides must be {stride - 1} mod {stride} "
+                    f"(e.g. {stride - 1}, {2 * stride - 1}, {4 * stride - 1})"
+                )
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+) -> Config:
+    """Reads a YAML config (or the defaults when `path` is None) and applies overrides.
+
+    `overrides` is a mapping `{"model.num_stacks": 1}` or a list of CLI strings
+    `"model.num_stacks=1"` (values parsed as YAML). Returns a validated, frozen `Config`.
+    """
+    source = str(path) if path is not None else "<defaults>"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as error:
+            raise ConfigError(f"{source}: cannot read config file ({error.strerror})") from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{source}: not valid YAML: {error}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"{source}: the top level must be a mapping, got {type(raw).__name__}"
+            )
+    for key, value in _parse_overrides(overrides, source).items():
+        _set_dotted(raw, key, value, source)
+    config = _build(Config, raw, source, prefix="")
+    config = dataclasses.replace(config, source=source)
+    config.validate()
+    return config
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """The config as plain YAML-ready data (tuples become lists; `source` is left out)."""
+    data = dataclasses.asdict(config)
+    data.pop("source")
+    return _listify(data)
+
+
+def _listify(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _listify(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_listify(v) for v in value]
+    return value
+
+
+def _parse_overrides(overrides, source: str) -> dict[str, Any]:
+    if overrides is None:
+        return {}
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    parsed = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{source}: override {item!r} is not of the form key=value")
+        try:
+            parsed[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"{source}: override {item!r}: value is not valid YAML") from None
+    return parsed
+
+
+def _set_dotted(raw: dict, key: str, value: Any, source: str) -> None:
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{source}: override {key}: '{part}' is not a section")
+    node[leaf] = value
+
+
+def _build(cls, raw: Any, source: str, prefix: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: '{prefix.rstrip('.')}' must be a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        known = ", ".join(prefix + name for name in fields)
+        raise ConfigError(f"{source}: unknown key '{prefix}{unknown[0]}' (known keys: {known})")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in raw.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, value, source, f"{prefix}{name}.")
+        else:
+            values[name] = _coerce(kind, value, source, prefix + name)
+    return cls(**values)
+
+
+def _coerce(kind, value: Any, source: str, key: str):
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        kind = next(t for t in options if t is not type(None))
+        origin = typing.get_origin(kind)
+    if origin is tuple:
+        item_kinds = typing.get_args(kind)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: '{key}' must be a list, got {value!r}")
+        if item_kinds[-1] is not Ellipsis and len(value) != len(item_kinds):
+            raise ConfigError(
+                f"{source}: '{key}' must have {len(item_kinds)} entries, got {list(value)}"
+            )
+        item_kind = item_kinds[0]
+        return tuple(_coerce(item_kind, v, source, f"{key}[{i}]") for i, v in enumerate(value))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{source}: '{key}' must be {kind.__name__}, got {value!r} ({type(value).__name__})"
+        )
+    return value

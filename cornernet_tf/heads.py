@@ -1,0 +1,58 @@
+"""Prediction heads: conv 3x3 (with bias) -> ReLU -> conv 1x1 (with bias), one per map and stack.
+
+Official names: `tl_heats.<s>`, `br_heats.<s>` (num_classes logits, bias filled with -2.19),
+`tl_tags.<s>`, `br_tags.<s>` (1 embedding), `tl_regrs.<s>`, `br_regrs.<s>` (2 offsets: x, y).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from cornernet_tf.layers import ConvBN
+
+HEAT_BIAS = -2.19  # sigmoid(-2.19) ~ 0.1: the official heatmap prior
+
+# output key of the model -> official module name
+HEAD_NAMES = {
+    "tl_heatmap": "tl_heats",
+    "br_heatmap": "br_heats",
+    "tl_embedding": "tl_tags",
+    "br_embedding": "br_tags",
+    "tl_offset": "tl_regrs",
+    "br_offset": "br_regrs",
+}
+
+
+class Head(keras.layers.Layer):
+    """One prediction head: (B, h, w, in) -> (B, h, w, out_dim)."""
+
+    def __init__(self, mid_dim: int, out_dim: int, bias: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.mid_dim, self.out_dim, self.bias = mid_dim, out_dim, bias
+        # The official `convolution(3, cnv_dim, curr_dim, with_bn=False)` then nn.Conv2d(1x1).
+        self.hidden = ConvBN(mid_dim, 3, with_bn=False, name="0")
+        self.out = keras.layers.Conv2D(
+            out_dim, 1, bias_initializer=keras.initializers.Constant(bias), name="1"
+        )
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "mid_dim": self.mid_dim,
+            "out_dim": self.out_dim,
+            "bias": self.bias,
+        }
+
+
+def make_heads(stack: int, mid_dim: int, num_classes: int) -> dict[str, Head]:
+    """The six heads of one stack, keyed by the model's output names."""
+    out_dims = {"heatmap": num_classes, "embedding": 1, "offset": 2}
+    heads = {}
+    for key, official in HEAD_NAMES.items():
+        kind = key.split("_", 1)[1]
+        bias = HEAT_BIAS if kind == "heatmap" else 0.0
+        heads[key] = Head(mid_dim, out_dims[kind], bias=bias, name=f"{official}.{stack}")
+    return heads

@@ -1,0 +1,211 @@
+"""Keras layers of CornerNet: ConvBN, Residual, CornerPool and the corner-pool module.
+
+Every sub-layer carries the name of the official PyTorch module it mirrors, so a variable's
+Keras path is the official state_dict key with "/" for "." (see `cornernet_tf.convert`).
+All tensors are NHWC; BatchNorm uses PyTorch's epsilon 1e-5 and momentum 0.1 (Keras 0.9).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from cornernet_tf.ops import DIRECTIONS, corner_pool
+
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+
+
+def batch_norm(name: str) -> keras.layers.BatchNormalization:
+    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+
+
+class SymmetricConv2D(keras.layers.Conv2D):
+    """Conv2D with the official symmetric zero padding (k - 1) // 2 on every side.
+
+    Keras "same" pads (0, 1) for stride 2 on even inputs, unlike PyTorch; this pads explicitly and
+    runs "valid". For stride 1 and odd k, "same" is already symmetric and is used as it is.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, **kwargs):
+        kwargs.pop("padding", None)
+        super().__init__(filters, kernel_size, strides=strides, padding="valid", **kwargs)
+        self.pad = (self.kernel_size[0] - 1) // 2
+
+    def call(self, x):
+        if self.pad:
+            p = self.pad
+            x = keras.ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
+        return super().call(x)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        grow = 2 * self.pad
+        return super().compute_output_shape(
+            (b, None if h is None else h + grow, None if w is None else w + grow, input_shape[-1])
+        )
+
+
+def conv2d(filters: int, kernel: int, *, stride: int = 1, use_bias: bool, name: str):
+    """A k x k convolution padded like the official code: symmetric (k - 1) // 2."""
+    if stride == 1:
+        return keras.layers.Conv2D(filters, kernel, padding="same", use_bias=use_bias, name=name)
+    return SymmetricConv2D(filters, kernel, strides=stride, use_bias=use_bias, name=name)
+
+
+class ConvBN(keras.layers.Layer):
+    """The official `convolution`: conv k x k (bias only without BN) -> BN -> ReLU."""
+
+    def __init__(
+        self, filters: int, kernel: int = 3, stride: int = 1, with_bn: bool = True, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.filters, self.kernel, self.stride, self.with_bn = filters, kernel, stride, with_bn
+        self.conv = conv2d(filters, kernel, stride=stride, use_bias=not with_bn, name="conv")
+        self.bn = batch_norm("bn") if with_bn else None
+
+    def call(self, x, training=None):
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x, training=training)
+        return keras.ops.relu(x)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel": self.kernel,
+            "stride": self.stride,
+            "with_bn": self.with_bn,
+        }
+
+
+class Residual(keras.layers.Layer):
+    """The official `residual`: relu(bn2(conv2(relu(bn1(conv1(x))))) + skip(x)), both convs 3x3.
+
+    The skip is a 1x1 conv + BN when the stride or the width changes, else the identity.
+    """
+
+    def __init__(self, filters: int, stride: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.stride = filters, stride
+        self.conv1 = conv2d(filters, 3, stride=stride, use_bias=False, name="conv1")
+        self.bn1 = batch_norm("bn1")
+        self.conv2 = conv2d(filters, 3, use_bias=False, name="conv2")
+        self.bn2 = batch_norm("bn2")
+        self.skip = None
+
+    def build(self, input_shape):
+        if self.stride != 1 or input_shape[-1] != self.filters:
+            self.skip = [
+                keras.layers.Conv2D(
+                    self.filters, 1, strides=self.stride, use_bias=False, name="skip.0"
+                ),
+                batch_norm("skip.1"),
+            ]
+
+    def call(self, x, training=None):
+        y = keras.ops.relu(self.bn1(self.conv1(x), training=training))
+        y = self.bn2(self.conv2(y), training=training)
+        if self.skip is not None:
+            x = self.skip[1](self.skip[0](x), training=training)
+        return keras.ops.relu(y + x)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "stride": self.stride}
+
+
+class ConvBNLinear(keras.layers.Layer):
+    """1x1 conv (no bias) -> BN, no ReLU: the official `inters_` / `cnvs_` (Sequential "0", "1")."""
+
+    def __init__(self, filters: int, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.conv = keras.layers.Conv2D(filters, 1, use_bias=False, name="0")
+        self.bn = batch_norm("1")
+
+    def call(self, x, training=None):
+        return self.bn(self.conv(x), training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+class CornerPool(keras.layers.Layer):
+    """`cornernet_tf.ops.corner_pool` as a layer (direction: top, bottom, left or right)."""
+
+    def __init__(self, direction: str, implementation: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if direction not in DIRECTIONS:
+            raise ValueError(
+                f"CornerPool: direction must be one of {list(DIRECTIONS)}, got {direction!r}"
+            )
+        self.direction, self.implementation = direction, implementation
+
+    def call(self, x):
+        return corner_pool(x, self.direction, implementation=self.implementation)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "direction": self.direction,
+            "implementation": self.implementation,
+        }
+
+
+class CornerModule(keras.layers.Layer):
+    """The official corner-pool module (`tl_cnvs` / `br_cnvs`).
+
+    p = pool1(p1_conv1(x)) + pool2(p2_conv1(x))
+    out = conv2(relu(p_bn1(p_conv1(p)) + bn1(conv1(x))))
+    corner "tl" pools top + left, "br" pools bottom + right.
+    """
+
+    POOLS = {"tl": ("top", "left"), "br": ("bottom", "right")}
+
+    def __init__(
+        self,
+        corner: str,
+        dim: int,
+        pool_dim: int = 128,
+        implementation: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if corner not in self.POOLS:
+            raise ValueError(f"CornerModule: corner must be 'tl' or 'br', got {corner!r}")
+        self.corner, self.dim, self.pool_dim, self.implementation = (
+            corner,
+            dim,
+            pool_dim,
+            implementation,
+        )
+        first, second = self.POOLS[corner]
+        self.p1_conv1 = ConvBN(pool_dim, 3, name="p1_conv1")
+        self.p2_conv1 = ConvBN(pool_dim, 3, name="p2_conv1")
+        self.pool1 = CornerPool(first, implementation, name=f"{first}_pool")
+        self.pool2 = CornerPool(second, implementation, name=f"{second}_pool")
+        self.p_conv1 = conv2d(dim, 3, use_bias=False, name="p_conv1")
+        self.p_bn1 = batch_norm("p_bn1")
+        self.conv1 = keras.layers.Conv2D(dim, 1, use_bias=False, name="conv1")
+        self.bn1 = batch_norm("bn1")
+        self.conv2 = ConvBN(dim, 3, name="conv2")
+
+    def call(self, x, training=None):
+        pooled = self.pool1(self.p1_conv1(x, training=training)) + self.pool2(
+            self.p2_conv1(x, training=training)
+        )
+        pooled = self.p_bn1(self.p_conv1(pooled), training=training)
+        skip = self.bn1(self.conv1(x), training=training)
+        return self.conv2(keras.ops.relu(pooled + skip), training=training)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "corner": self.corner,
+            "dim": self.dim,
+            "pool_dim": self.pool_dim,
+            "implementation": self.implementation,
+        }

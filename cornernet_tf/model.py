@@ -1,0 +1,143 @@
+"""CornerNet: stem, stacked hourglasses, corner-pool modules and heads (the official `kp`).
+
+Call contract (other modules and users rely on these names):
+    images: float32 NHWC, already normalised as the official code does (BGR, (x/255 - mean)/std),
+            each side = 4 * 2**depth - 1 mod 4 * 2**depth (127 mod 128 for Hourglass-104).
+    model(images, training=False) -> dict of the FINAL stack, maps of side (H + 1) / 4:
+        tl_heatmap, br_heatmap (B,h,w,num_classes) logits before the sigmoid;
+        tl_embedding, br_embedding (B,h,w,1);
+        tl_offset, br_offset (B,h,w,2) with channel 0 = x, 1 = y.
+    model(images, training=..., all_stacks=True) -> the same keys with a leading stack axis
+        (S,B,h,w,C), final stack last.
+Only the final stack's corner modules and heads run when all_stacks is False, as in the official
+test path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from cornernet_tf.backbone import Hourglass
+from cornernet_tf.config import Config
+from cornernet_tf.heads import HEAD_NAMES, make_heads
+from cornernet_tf.layers import ConvBN, ConvBNLinear, CornerModule, Residual
+
+
+class CornerNet(keras.Model):
+    def __init__(
+        self,
+        num_stacks: int = 2,
+        depth: int = 5,
+        dims: Sequence[int] = (256, 256, 384, 384, 384, 512),
+        modules: Sequence[int] = (2, 2, 2, 2, 2, 4),
+        stem_dim: int = 128,
+        cnv_dim: int = 256,
+        pool_dim: int = 128,
+        num_classes: int = 80,
+        corner_pool: str | None = None,
+        name: str = "cornernet",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        self.num_stacks, self.depth = num_stacks, depth
+        self.dims, self.modules = tuple(dims), tuple(modules)
+        self.stem_dim, self.cnv_dim, self.pool_dim = stem_dim, cnv_dim, pool_dim
+        self.num_classes, self.corner_pool = num_classes, corner_pool
+        curr = dims[0]
+        stacks = range(num_stacks)
+        self.pre = [
+            ConvBN(stem_dim, 7, stride=2, name="pre.0"),
+            Residual(curr, stride=2, name="pre.1"),
+        ]
+        self.kps = [Hourglass(depth, dims, modules, name=f"kps.{s}") for s in stacks]
+        self.cnvs = [ConvBN(cnv_dim, 3, name=f"cnvs.{s}") for s in stacks]
+        self.tl_cnvs = [
+            CornerModule("tl", cnv_dim, pool_dim, corner_pool, name=f"tl_cnvs.{s}") for s in stacks
+        ]
+        self.br_cnvs = [
+            CornerModule("br", cnv_dim, pool_dim, corner_pool, name=f"br_cnvs.{s}") for s in stacks
+        ]
+        self.heads = [make_heads(s, curr, num_classes) for s in stacks]
+        between = range(num_stacks - 1)
+        self.inters_ = [ConvBNLinear(curr, name=f"inters_.{s}") for s in between]
+        self.cnvs_ = [ConvBNLinear(curr, name=f"cnvs_.{s}") for s in between]
+        self.inters = [Residual(curr, name=f"inters.{s}") for s in between]
+
+    @property
+    def stride(self) -> int:
+        """Input sides must be stride - 1 modulo stride."""
+        return 4 * 2**self.depth
+
+    def call(self, images, training=None, all_stacks=False):
+        self._check_input(images.shape)
+        x = images
+        for layer in self.pre:
+            x = layer(x, training=training)
+        outputs = []
+        for s in range(self.num_stacks):
+            cnv = self.cnvs[s](self.kps[s](x, training=training), training=training)
+            if all_stacks or s == self.num_stacks - 1:
+                outputs.append(self._heads(s, cnv, training))
+            if s < self.num_stacks - 1:
+                merged = self.inters_[s](x, training=training) + self.cnvs_[s](
+                    cnv, training=training
+                )
+                x = self.inters[s](keras.ops.relu(merged), training=training)
+        if all_stacks:
+            return {key: keras.ops.stack([o[key] for o in outputs]) for key in HEAD_NAMES}
+        return outputs[-1]
+
+    def _heads(self, s: int, cnv, training):
+        corners = {
+            "tl": self.tl_cnvs[s](cnv, training=training),
+            "br": self.br_cnvs[s](cnv, training=training),
+        }
+        return {key: head(corners[key[:2]]) for key, head in self.heads[s].items()}
+
+    def _check_input(self, shape) -> None:
+        if len(shape) != 4 or (shape[-1] is not None and shape[-1] != 3):
+            raise ValueError(
+                f"CornerNet: expected images of shape (B, H, W, 3), got {tuple(shape)}"
+            )
+        for axis, side in (("height", shape[1]), ("width", shape[2])):
+            if side is not None and (side + 1) % self.stride:
+                raise ValueError(
+                    f"CornerNet: input {axis} {side} is not {self.stride - 1} mod {self.stride}; "
+                    f"valid sides are {self.stride - 1}, {2 * self.stride - 1}, "
+                    f"{4 * self.stride - 1}, ... (pad the image, as the official test does)"
+                )
+
+    def get_config(self):
+        return {
+            "num_stacks": self.num_stacks,
+            "depth": self.depth,
+            "dims": list(self.dims),
+            "modules": list(self.modules),
+            "stem_dim": self.stem_dim,
+            "cnv_dim": self.cnv_dim,
+            "pool_dim": self.pool_dim,
+            "num_classes": self.num_classes,
+            "corner_pool": self.corner_pool,
+            "name": self.name,
+        }
+
+
+def build_model(config: Config) -> CornerNet:
+    """Builds the CornerNet of `config.model` and creates its variables (one small forward pass)."""
+    m = config.model
+    model = CornerNet(
+        num_stacks=m.num_stacks,
+        depth=m.depth,
+        dims=m.dims,
+        modules=m.modules,
+        stem_dim=m.stem_dim,
+        cnv_dim=m.cnv_dim,
+        pool_dim=m.pool_dim,
+        num_classes=m.num_classes,
+        corner_pool=m.corner_pool,
+    )
+    side = model.stride - 1
+    model(keras.ops.zeros((1, side, side, 3)), training=False, all_stacks=True)
+    return model

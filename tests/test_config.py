@@ -1,0 +1,72 @@
+"""Config loading: defaults, YAML, overrides, and errors that name the file and the key."""
+
+import dataclasses
+
+import pytest
+
+from cornernet_tf import ConfigError, load_config
+from cornernet_tf.config import to_dict
+
+ROOT = __import__("pathlib").Path(__file__).parents[1]
+
+
+def test_hourglass104_is_the_official_model():
+    config = load_config(ROOT / "configs/hourglass104.yaml")
+    assert config.model.num_stacks == 2 and config.model.depth == 5
+    assert config.model.dims == (256, 256, 384, 384, 384, 512)
+    assert config.model.modules == (2, 2, 2, 2, 2, 4)
+    assert config.model.num_classes == 80
+    assert config.data.input_size == (511, 511)
+    assert config == dataclasses.replace(load_config(), source=config.source)  # defaults match
+
+
+def test_config_is_frozen():
+    config = load_config(ROOT / "configs/tiny.yaml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.model.num_stacks = 3
+
+
+def test_overrides_as_mapping_and_cli_strings():
+    path = ROOT / "configs/tiny.yaml"
+    a = load_config(path, {"model.num_stacks": 2, "data.input_size": [127, 255]})
+    b = load_config(path, ["model.num_stacks=2", "data.input_size=[127, 255]"])
+    assert a == b
+    assert a.model.num_stacks == 2 and a.data.input_size == (127, 255)
+    assert to_dict(a)["data"]["input_size"] == [127, 255]
+
+
+def test_int_is_accepted_for_float():
+    config = load_config(None, {"data.mean_bgr": [0, 0.5, 1]})
+    assert config.data.mean_bgr == (0.0, 0.5, 1.0)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"model.num_stack": 1}, r"tiny\.yaml: unknown key 'model\.num_stack'"),
+        ({"modle.depth": 1}, r"unknown key 'modle'"),
+        ({"model.num_stacks": "two"}, r"'model\.num_stacks' must be int, got 'two'"),
+        ({"model.num_stacks": True}, r"'model\.num_stacks' must be int"),
+        ({"model.dims": 64}, r"'model\.dims' must be a list"),
+        ({"model.dims": [64, 64]}, r"model\.dims needs depth \+ 1 = 4 entries"),
+        ({"data.input_size": [256, 255]}, r"input_size side 256 does not fit.*31 mod 32"),
+        ({"model.corner_pool": "cuda"}, r"corner_pool must be one of"),
+        (["model.depth"], r"not of the form key=value"),
+    ],
+)
+def test_errors_name_file_and_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(ROOT / "configs/tiny.yaml", overrides)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read config file"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match=r"list\.yaml: the top level must be a mapping"):
+        load_config(listy)

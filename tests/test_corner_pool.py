@@ -1,0 +1,108 @@
+"""Corner pooling vs the official forward and backward (pools_public.npz), every implementation."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cornernet_tf.ops import (
+    IMPLEMENTATIONS,
+    corner_pool,
+    get_corner_pool_implementation,
+    set_corner_pool_implementation,
+)
+from tests.helpers import load_fixture
+
+DIRECTIONS = ("top", "bottom", "left", "right")
+
+
+def nhwc(a):
+    return tf.constant(np.transpose(a, (0, 2, 3, 1)))
+
+
+def nchw(t):
+    return np.transpose(t.numpy(), (0, 3, 1, 2))
+
+
+def pool_and_grad(x, grad_out, direction, implementation):
+    x = nhwc(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = corner_pool(x, direction, implementation=implementation)
+    grad = tape.gradient(out, x, output_gradients=nhwc(grad_out))
+    return nchw(out), nchw(grad)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("inputs", ["ties", "rand"])
+def test_matches_official_forward_and_backward(implementation, direction, inputs):
+    ref = load_fixture("pools_public.npz")
+    out, grad = pool_and_grad(ref[f"x_{inputs}"], ref["grad_out"], direction, implementation)
+    np.testing.assert_array_equal(out, ref[f"{direction}_pool_{inputs}_out"])
+    np.testing.assert_allclose(grad, ref[f"{direction}_pool_{inputs}_grad"], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_tie_rule_hand_computed(implementation):
+    # The design notes' example: LeftPool on [1,3,2,3,0] -> [3,3,3,3,0], grad(ones) [0,0,0,4,1].
+    x = tf.constant([1.0, 3.0, 2.0, 3.0, 0.0])[None, None, :, None]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = corner_pool(x, "left", implementation=implementation)
+    grad = tape.gradient(out, x)
+    np.testing.assert_array_equal(out.numpy().ravel(), [3, 3, 3, 3, 0])
+    np.testing.assert_array_equal(grad.numpy().ravel(), [0, 0, 0, 4, 1])
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_implementations_agree_on_odd_and_power_of_two_sizes(direction):
+    rng = np.random.default_rng(3)
+    for shape in [(2, 16, 16, 5), (1, 13, 9, 3), (1, 1, 1, 2)]:
+        x = rng.integers(0, 4, shape).astype(np.float32)  # many ties
+        g = rng.standard_normal(shape).astype(np.float32)
+        results = []
+        for implementation in IMPLEMENTATIONS:
+            xt = tf.constant(x)
+            with tf.GradientTape() as tape:
+                tape.watch(xt)
+                out = corner_pool(xt, direction, implementation=implementation)
+            results.append((out.numpy(), tape.gradient(out, xt, output_gradients=g).numpy()))
+        for out, grad in results[1:]:
+            np.testing.assert_array_equal(out, results[0][0])
+            np.testing.assert_allclose(grad, results[0][1], atol=1e-6)
+
+
+def test_works_inside_tf_function_and_bfloat16():
+    x = tf.random.stateless_normal([1, 8, 8, 4], seed=[1, 2])
+    fn = tf.function(lambda t: corner_pool(t, "top"))
+    np.testing.assert_array_equal(fn(x).numpy(), corner_pool(x, "top", implementation="scan"))
+    half = corner_pool(tf.cast(x, tf.bfloat16), "right")
+    assert half.dtype == tf.bfloat16
+
+
+def test_switch_argument_beats_global_beats_environment(monkeypatch):
+    monkeypatch.setenv("CORNERNET_CORNER_POOL", "scan")
+    assert get_corner_pool_implementation() == "scan"
+    set_corner_pool_implementation("tf")
+    try:
+        assert get_corner_pool_implementation() == "tf"
+        assert get_corner_pool_implementation("scan") == "scan"
+    finally:
+        set_corner_pool_implementation(None)
+    monkeypatch.delenv("CORNERNET_CORNER_POOL")
+    assert get_corner_pool_implementation() == "tf"
+
+
+def test_bad_input_gives_clear_errors(monkeypatch):
+    x = tf.zeros([1, 4, 4, 2])
+    with pytest.raises(ValueError, match="direction must be one of"):
+        corner_pool(x, "up")
+    with pytest.raises(ValueError, match="rank 4"):
+        corner_pool(tf.zeros([4, 4]), "top")
+    with pytest.raises(TypeError, match="floating-point"):
+        corner_pool(tf.zeros([1, 4, 4, 2], tf.int32), "top")
+    with pytest.raises(ValueError, match="implementation argument must be one of"):
+        corner_pool(x, "top", implementation="cuda")
+    monkeypatch.setenv("CORNERNET_CORNER_POOL", "fast")
+    with pytest.raises(ValueError, match="CORNERNET_CORNER_POOL"):
+        corner_pool(x, "top")
