@@ -1,0 +1,74 @@
+"""Hourglass-104 against the official PyTorch outputs (parity_public.npz), through the converter.
+
+The official weights are regenerated with the reference make_weights.py (seed 0, ~805 MB), written
+as a checkpoint, converted by scripts/convert_weights.py to .weights.h5 and loaded into a fresh
+model: the whole path a user takes with CornerNet_500000.pkl.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cornernet_tf import build_model, load_config
+from tests.helpers import DATA, ROOT, load_fixture, make_weights_module, run_script
+
+pytestmark = pytest.mark.slow
+
+OFFICIAL_NAMES = {
+    "tl_heatmap": "tl_heat",
+    "br_heatmap": "br_heat",
+    "tl_embedding": "tl_tag",
+    "br_embedding": "br_tag",
+    "tl_offset": "tl_regr",
+    "br_offset": "br_regr",
+}
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    manifest = json.loads((DATA / "official_cornernet_manifest.json").read_text())
+    weights = make_weights_module().make_weights(manifest, 0)
+    np.testing.assert_allclose(
+        weights["pre.0.conv.weight"][0, 0, 0, :3], [0.09363909, 0.06765512, 0.04952310], rtol=1e-6
+    )
+    folder = tmp_path_factory.mktemp("hg104")
+    checkpoint, output = folder / "official_seed0.npz", folder / "hg104.weights.h5"
+    np.savez(checkpoint, **{"module." + k: v for k, v in weights.items()})
+    del weights
+    assert run_script("convert_weights", str(checkpoint), str(output)) == 0
+    checkpoint.unlink()
+    model = build_model(load_config(ROOT / "configs/hourglass104.yaml"))
+    model.load_weights(str(output))
+    return model
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return load_fixture("parity_public.npz")
+
+
+def test_parameter_count_is_the_official_one(converted):
+    trainable = sum(math.prod(v.shape) for v in converted.trainable_weights)
+    moving = sum(math.prod(v.shape) for v in converted.non_trainable_weights)
+    assert trainable == 201_035_212
+    assert moving == 125_696
+    assert len(converted.weights) == 948
+
+
+def test_both_stacks_match_the_official_outputs(converted, reference):
+    images = np.transpose(reference["input"], (0, 2, 3, 1))  # NCHW -> NHWC
+    out = converted(images, training=False, all_stacks=True)
+    for key, name in OFFICIAL_NAMES.items():
+        ours = np.transpose(out[key].numpy(), (0, 1, 4, 2, 3))  # (S,B,h,w,C) -> (S,B,C,h,w)
+        assert ours.shape == reference[name].shape
+        np.testing.assert_allclose(ours, reference[name], atol=1e-4, rtol=1e-4, err_msg=key)
+
+
+def test_test_path_is_the_final_stack(converted, reference):
+    images = np.transpose(reference["input"], (0, 2, 3, 1))
+    out = converted(images, training=False)
+    for key, name in OFFICIAL_NAMES.items():
+        ours = np.transpose(out[key].numpy(), (0, 3, 1, 2))
+        np.testing.assert_allclose(ours, reference[name][1], atol=1e-4, rtol=1e-4, err_msg=key)
