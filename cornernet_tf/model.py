@@ -15,6 +15,7 @@ test path.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import keras
@@ -122,6 +123,21 @@ class CornerNet(keras.Model):
             "corner_pool": self.corner_pool,
             "name": self.name,
         }
+
+
+def parameter_table(model: CornerNet) -> list[tuple[str, int, int]]:
+    """(part, trainable parameters, BN moving statistics) per top-level official module, in order.
+
+    Parts are the official names: pre, kps.0, cnvs.0, tl_cnvs.0, tl_heats.0, ..., inters.0.
+    """
+    table: dict[str, list[int]] = {}
+    for variable in model.weights:
+        part = variable.path.split("/")[1]
+        if part.startswith("pre."):
+            part = "pre"
+        row = table.setdefault(part, [0, 0])
+        row[0 if variable.trainable else 1] += math.prod(variable.shape)
+    return [(part, trainable, moving) for part, (trainable, moving) in table.items()]
 
 
 def build_model(config: Config) -> CornerNet:

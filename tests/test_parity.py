@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cornernet_tf import build_model, load_config
+from cornernet_tf.model import parameter_table
 from tests.helpers import DATA, ROOT, load_fixture, make_weights_module, run_script
 
 pytestmark = pytest.mark.slow
@@ -55,6 +56,21 @@ def test_parameter_count_is_the_official_one(converted):
     assert trainable == 201_035_212
     assert moving == 125_696
     assert len(converted.weights) == 948
+
+
+def test_parameters_per_part_match_the_official_breakdown(converted):
+    # OFFICIAL_CORNERNET.md section 2, counted on the PyTorch model.
+    table = {part: trainable for part, trainable, _ in parameter_table(converted)}
+    assert table["pre"] == 938_112
+    assert table["kps.0"] == table["kps.1"] == 92_134_400
+    assert table["cnvs.0"] == 590_336
+    assert table["tl_cnvs.1"] == table["br_cnvs.0"] == 1_542_144
+    assert table["tl_heats.0"] == 610_640
+    assert table["br_tags.1"] == 590_337
+    assert table["tl_regrs.1"] == 590_594
+    assert table["inters.0"] == 1_180_672
+    assert table["inters_.0"] == table["cnvs_.0"] == 66_048
+    assert sum(table.values()) == 201_035_212
 
 
 def test_both_stacks_match_the_official_outputs(converted, reference):
