@@ -8,6 +8,7 @@ All tensors are NHWC; BatchNorm uses PyTorch's epsilon 1e-5 and momentum 0.1 (Ke
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from cornernet_tf.ops import DIRECTIONS, corner_pool
 
@@ -15,8 +16,31 @@ BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
 
-def batch_norm(name: str) -> keras.layers.BatchNormalization:
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+class BatchNorm(keras.layers.BatchNormalization):
+    """Keras BatchNormalization whose inference path is TF's fused kernel.
+
+    Same variables, training behaviour and results (to float32 rounding); in inference TF's graph
+    optimiser can then fold it into the preceding convolution (_FusedConv2D), which the
+    elementwise form of keras.ops.batch_normalization prevents.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if (training and self.trainable) or inputs.dtype != tf.float32 or self.axis not in (-1, 3):
+            return super().call(inputs, training=training, mask=mask)
+        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            inputs,
+            self.gamma,
+            self.beta,
+            mean=self.moving_mean,
+            variance=self.moving_variance,
+            epsilon=self.epsilon,
+            is_training=False,
+        )
+        return outputs
+
+
+def batch_norm(name: str) -> BatchNorm:
+    return BatchNorm(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
 
 class SymmetricConv2D(keras.layers.Conv2D):

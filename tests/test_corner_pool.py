@@ -106,3 +106,10 @@ def test_bad_input_gives_clear_errors(monkeypatch):
     monkeypatch.setenv("CORNERNET_CORNER_POOL", "fast")
     with pytest.raises(ValueError, match="CORNERNET_CORNER_POOL"):
         corner_pool(x, "top")
+
+
+def test_dynamic_sizes_work_in_a_traced_function():
+    spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+    fn = tf.function(lambda t: corner_pool(t, "left", implementation="tf"), input_signature=[spec])
+    x = tf.random.stateless_normal([2, 5, 9, 3], seed=[7, 7])
+    np.testing.assert_array_equal(fn(x), corner_pool(x, "left", implementation="scan"))

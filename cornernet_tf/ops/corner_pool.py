@@ -8,12 +8,14 @@
 Gradient (the official one): all of out[i]'s gradient goes to its arg-max; on ties to the element
 the official scan meets first, i.e. the one farthest from i, nearest the starting border. Both
 implementations get that rule from `tf.maximum`'s own gradient, which sends ties to its first
-argument: they always pass the element met earlier in the scan first.
+argument: they always pass the running max (the elements met earlier in the scan) first.
 
 Implementations, picked by `corner_pool(..., implementation=)`, else
 `set_corner_pool_implementation`, else the environment variable CORNERNET_CORNER_POOL, else "tf":
     "scan": `tf.scan` reference, one step per row/column.
-    "tf":   vectorised log-step doubling (ceil(log2 n) elementwise maxima); the default.
+    "tf":   the same scan unrolled into one elementwise max per row/column, each vectorised over
+            the batch, the other spatial axis and the channels; the default. In graph mode it is
+            about as fast as the scan, in eager mode far faster, and it has no while loop.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def corner_pool(x: tf.Tensor, direction: str, implementation: str | None = None)
     name = get_corner_pool_implementation(implementation)
     if name == "scan":
         return _scan_pool(x, axis, from_end)
-    return _doubling_pool(x, axis, from_end)
+    return _unrolled_pool(x, axis, from_end)
 
 
 def _check_implementation(name: str, what: str) -> str:
@@ -89,33 +91,21 @@ def _scan_pool(x: tf.Tensor, axis: int, from_end: bool) -> tf.Tensor:
     return tf.transpose(out, inverse)
 
 
-def _doubling_pool(x: tf.Tensor, axis: int, from_end: bool) -> tf.Tensor:
-    """Log-step doubling: after the step with shift d, out[i] is the max over a window of 2d."""
-    size = x.shape[axis] if x.shape[axis] is not None else tf.shape(x)[axis]
-    out = x
-    shift = 1
-    while _less(shift, size):
-        head = _slice(out, axis, 0, size - shift)  # elements i (or i - shift)
-        tail = _slice(out, axis, shift, size)  # elements i + shift
-        if from_end:  # out[i] = max(out[i + d], out[i]); the farther element first
-            rest = _slice(out, axis, size - shift, size)
-            out = tf.concat([tf.maximum(tail, head), rest], axis)
-        else:  # out[i] = max(out[i - d], out[i])
-            rest = _slice(out, axis, 0, shift)
-            out = tf.concat([rest, tf.maximum(head, tail)], axis)
-        shift *= 2
-    return out
+def _unrolled_pool(x: tf.Tensor, axis: int, from_end: bool) -> tf.Tensor:
+    """One elementwise max per row (or column), each over the whole batch, width and channels.
 
-
-def _less(shift: int, size) -> bool:
-    if isinstance(size, int):
-        return shift < size
-    raise ValueError("corner_pool 'tf': the pooled axis needs a static size")
-
-
-def _slice(x: tf.Tensor, axis: int, start, stop) -> tf.Tensor:
-    begin = [0, 0, 0, 0]
-    extent = [-1, -1, -1, -1]
-    begin[axis] = start
-    extent[axis] = stop - start
-    return tf.slice(x, begin, extent)
+    No while loop, so it runs as plain ops in eager mode, under XLA and in TF.js. Needs the size
+    of the pooled axis to be static; with a dynamic one it falls back to the scan.
+    """
+    if x.shape[axis] is None:
+        return _scan_pool(x, axis, from_end)
+    rows = tf.unstack(x, axis=axis)
+    if from_end:
+        rows.reverse()
+    out = [rows[0]]
+    for row in rows[1:]:
+        # The running max comes first: on a tie the gradient stays with the element met earlier.
+        out.append(tf.maximum(out[-1], row))
+    if from_end:
+        out.reverse()
+    return tf.stack(out, axis=axis)

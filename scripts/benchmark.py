@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Benchmarks, printed as tables. Compare numbers only within one run: machines differ.
+
+    python scripts/benchmark.py [--pools] [--model] [--repeats N] [--size 511] [--threads T]
+
+--pools: corner pool implementations vs a plain copy of the same tensor, [4,128,128,128] float32,
+         all four directions, forward and forward+backward (milliseconds, min of N runs).
+--model: the Hourglass-104 test path (final stack), batch 1, in seconds and GFLOP/s (686 GFLOP at
+         511x511, scaled by area), run eagerly, as a tf.function, and with XLA (jit_compile).
+Without --pools/--model both run.
+
+--official-src DIR --torch-python PY: also time the official PyTorch model (a princeton-vl/CornerNet
+checkout, run by scripts/official_timing.py under a Python that has torch) in the same run, with
+the same threads, and print time ratios. Its test path includes the official decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+TEST_PATH_GFLOP_511 = 686.3  # 343.17 GMACs, official hook count (conv multiply-adds x 2)
+
+
+def timed(fn, repeats: int) -> list[float]:
+    fn()  # warm-up: tracing, first allocation
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def bench_pools(repeats: int) -> None:
+    import tensorflow as tf
+
+    from cornernet_tf.ops import DIRECTIONS, IMPLEMENTATIONS, corner_pool
+
+    x = tf.random.stateless_normal([4, 128, 128, 128], seed=[0, 1])
+    g = tf.random.stateless_normal([4, 128, 128, 128], seed=[0, 2])
+
+    def forward(impl):
+        return tf.function(lambda t: [corner_pool(t, d, implementation=impl) for d in DIRECTIONS])
+
+    def backward(impl):
+        @tf.function
+        def run(t):
+            grads = []
+            for d in DIRECTIONS:
+                with tf.GradientTape() as tape:
+                    tape.watch(t)
+                    out = corner_pool(t, d, implementation=impl)
+                grads.append(tape.gradient(out, t, output_gradients=g))
+            return grads
+
+        return run
+
+    copy = tf.function(lambda t: [tf.raw_ops.DeepCopy(x=t) for _ in DIRECTIONS])
+    base = min(timed(lambda: [o.numpy() for o in copy(x)][0], repeats)) / 4
+    print("\nCorner pooling, [4,128,128,128] float32, per direction (mean of the four), ms")
+    print(f"{'implementation':<16} {'forward':>9} {'x copy':>7} {'fwd+bwd':>9} {'x copy':>7}")
+    print(f"{'plain copy':<16} {base * 1e3:>9.2f} {1:>7.2f} {'':>9} {'':>7}")
+    for impl in IMPLEMENTATIONS:
+        fwd, bwd = forward(impl), backward(impl)
+        reps = max(1, repeats // 4) if impl == "scan" else repeats
+        f = min(timed(lambda fn=fwd: fn(x)[0].numpy(), reps)) / 4
+        b = min(timed(lambda fn=bwd: fn(x)[0].numpy(), reps)) / 4
+        print(f"{impl:<16} {f * 1e3:>9.2f} {f / base:>7.2f} {b * 1e3:>9.2f} {b / base:>7.2f}")
+
+
+def official_seconds(args) -> float:
+    """Min seconds of the official test path, from scripts/official_timing.py under torch."""
+    command = [
+        args.torch_python,
+        str(ROOT / "scripts/official_timing.py"),
+        "--official-src",
+        args.official_src,
+        "--size",
+        str(args.size),
+        "--repeats",
+        str(args.repeats),
+        "--threads",
+        str(args.threads or os.cpu_count()),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    match = re.search(r"RESULT seconds_min=([0-9.]+)", result.stdout)
+    if result.returncode or not match:
+        raise SystemExit(f"error: the official timing failed:\n{result.stdout}{result.stderr}")
+    print(result.stdout.strip().splitlines()[-1])
+    return float(match.group(1))
+
+
+def bench_model(repeats: int, size: int, official: float | None) -> None:
+    import tensorflow as tf
+
+    from cornernet_tf import build_model, load_config
+
+    model = build_model(load_config(ROOT / "configs/hourglass104.yaml"))
+    x = tf.random.stateless_normal([1, size, size, 3], seed=[1, 1])
+    gflop = TEST_PATH_GFLOP_511 * ((size + 1) / 512) ** 2
+    variants = {
+        "eager": lambda t: model(t, training=False),
+        "tf.function": tf.function(lambda t: model(t, training=False)),
+        "tf.function + XLA": tf.function(lambda t: model(t, training=False), jit_compile=True),
+    }
+    print(f"\nHourglass-104 test path (final stack), 1 x {size} x {size}, {gflop:.0f} GFLOP")
+    print(f"{'variant':<20} {'min s':>7} {'median s':>9} {'GFLOP/s':>8} {'/ official':>11}")
+    if official is not None:
+        print(
+            f"{'official PyTorch':<20} {official:>7.2f} {'':>9} {gflop / official:>8.0f} {1:>11.2f}"
+        )
+    for name, fn in variants.items():
+        times = timed(lambda fn=fn: fn(x)["tl_heatmap"].numpy(), repeats)
+        best = min(times)
+        ratio = f"{best / official:>11.2f}" if official is not None else f"{'':>11}"
+        print(
+            f"{name:<20} {best:>7.2f} {statistics.median(times):>9.2f} {gflop / best:>8.0f} {ratio}"
+        )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pools", action="store_true")
+    parser.add_argument("--model", action="store_true")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--size", type=int, default=511)
+    parser.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: TF's)")
+    parser.add_argument("--official-src", help="a princeton-vl/CornerNet checkout to compare with")
+    parser.add_argument("--torch-python", default="python3", help="a Python with torch installed")
+    args = parser.parse_args(argv)
+    import tensorflow as tf
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    print(f"TensorFlow {tf.__version__}, {cpu_name()}, {os.cpu_count()} CPUs")
+    everything = not (args.pools or args.model)
+    if args.pools or everything:
+        bench_pools(args.repeats)
+    if not args.official_src:
+        print("(add --official-src CornerNet/ --torch-python PY to time the official model too)")
+    if args.model or everything:
+        official = official_seconds(args) if args.official_src else None
+        bench_model(args.repeats, args.size, official)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
