@@ -1,0 +1,93 @@
+"""decode() against the official _decode on decode_public.npz and the parity outputs."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cornernet_tf.decode import CornerDecoder, _top_corners, decode
+from tests.helpers import load_fixture
+
+NAMES = {
+    "tl_heatmap": "tl_heat",
+    "br_heatmap": "br_heat",
+    "tl_embedding": "tl_tag",
+    "br_embedding": "br_tag",
+    "tl_offset": "tl_regr",
+    "br_offset": "br_regr",
+}
+
+
+def final_stack(ref, stack=None):
+    """The fixture's maps as our NHWC output dict (the final stack of S-stacked arrays)."""
+    out = {}
+    for key, name in NAMES.items():
+        value = ref[name] if stack is None else ref[name][stack]
+        out[key] = tf.constant(np.transpose(value, (0, 2, 3, 1)))
+    return out
+
+
+def as_rows(dets):
+    """Our dict -> the official (B, N, 8) rows [x1, y1, x2, y2, score, tl_score, br_score, cls]."""
+    return np.concatenate(
+        [
+            dets["boxes"].numpy(),
+            dets["scores"].numpy()[..., None],
+            dets["tl_scores"].numpy()[..., None],
+            dets["br_scores"].numpy()[..., None],
+            dets["classes"].numpy()[..., None].astype(np.float32),
+        ],
+        axis=-1,
+    )
+
+
+def assert_same_detections(ours, official):
+    valid = official[..., 4] > -1
+    assert valid.sum() > 0
+    for b in range(official.shape[0]):
+        n = int(valid[b].sum())
+        np.testing.assert_array_equal(ours[b, :n, 7], official[b, :n, 7])  # classes, in order
+        np.testing.assert_allclose(ours[b, :n, :7], official[b, :n, :7], atol=1e-5, rtol=1e-6)
+        assert np.all(ours[b, n:, 4] == -1)
+
+
+@pytest.mark.parametrize(
+    "rows, kwargs, expected_valid",
+    [
+        ("detections", dict(k=100, kernel=3, ae_threshold=0.5, num_dets=1000), 18),
+        ("detections_default_args", dict(k=100, kernel=1, ae_threshold=1.0, num_dets=1000), 109),
+    ],
+)
+def test_matches_the_official_decode(rows, kwargs, expected_valid):
+    ref = load_fixture("decode_public.npz")
+    ours = as_rows(decode(final_stack(ref), **kwargs))
+    assert (ref[rows][..., 4] > -1).sum() == expected_valid
+    assert_same_detections(ours, ref[rows])
+
+
+@pytest.mark.parametrize("fixture, stack", [("decode_public.npz", None), ("parity_public.npz", 1)])
+def test_top_k_corners_match_including_the_plateau_tie(fixture, stack):
+    ref = load_fixture(fixture)
+    out = final_stack(ref, stack)
+    for corner in ("tl", "br"):
+        top = _top_corners(
+            out[f"{corner}_heatmap"], out[f"{corner}_offset"], out[f"{corner}_embedding"], 100, 3
+        )
+        np.testing.assert_array_equal(top["index"], ref[f"topk_{corner}_inds"])
+        np.testing.assert_array_equal(top["classes"], ref[f"topk_{corner}_clses"])
+        np.testing.assert_allclose(top["scores"], ref[f"topk_{corner}_scores"], rtol=1e-6)
+
+
+def test_random_weights_give_no_pair_as_officially():
+    ref = load_fixture("parity_public.npz")
+    dets = decode(final_stack(ref, 1))
+    assert np.all(dets["scores"].numpy() == -1)
+    assert np.all(ref["detections"][..., 4] == -1)
+
+
+def test_layer_in_a_traced_function_with_unknown_sizes():
+    ref = load_fixture("decode_public.npz")
+    layer = CornerDecoder(k=100, kernel=3, ae_threshold=0.5, num_dets=1000)
+    specs = {key: tf.TensorSpec([None, None, None, None], tf.float32) for key in NAMES}
+    fn = tf.function(layer.call, input_signature=[specs])
+    assert_same_detections(as_rows(fn(final_stack(ref))), ref["detections"])
+    assert CornerDecoder.from_config(layer.get_config()).num_dets == 1000
