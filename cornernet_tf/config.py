@@ -70,14 +70,46 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TestConfig:
+    """The official test procedure (config/CornerNet.json and test/coco.py)."""
+
+    top_k: int = 100  # corners kept per heatmap
+    nms_kernel: int = 3  # max-pool NMS window on the heatmaps
+    ae_threshold: float = 0.5  # max embedding distance of a pair
+    num_dets: int = 1000  # pairs kept per image and scale
+    scales: tuple[float, ...] = (1.0,)  # multi-scale: 0.5, 0.75, 1, 1.25, 1.5
+    flip: bool = True  # flip test: add the mirrored image's detections
+    soft_nms_sigma: float = 0.5  # Gaussian soft-NMS: score *= exp(-iou^2 / sigma)
+    score_threshold: float = 0.001  # soft-NMS drops boxes whose score falls below this
+    merge_boxes: bool = False  # soft_nms_merge (the official multi-scale setting)
+    merge_weight_exp: float = 8.0  # its weight exponent (10 in the multi-scale config)
+    max_per_image: int = 100
+
+    def validate(self, where: str) -> None:
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise ConfigError(
+                f"{where}: test.scales must be positive numbers, got {list(self.scales)}"
+            )
+        for key in ("top_k", "num_dets", "max_per_image", "nms_kernel"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{where}: test.{key} must be >= 1, got {getattr(self, key)}")
+        if self.num_dets > self.top_k**2:
+            raise ConfigError(
+                f"{where}: test.num_dets ({self.num_dets}) cannot exceed top_k^2 ({self.top_k**2})"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
+    test: TestConfig = TestConfig()
     source: str = "<defaults>"  # where the config came from, for messages
 
     def validate(self) -> None:
         self.model.validate(self.source)
         self.data.validate(self.source)
+        self.test.validate(self.source)
         stride = 4 * 2**self.model.depth
         for side in self.data.input_size:
             if (side + 1) % stride:

@@ -1,0 +1,206 @@
+"""The official test procedure (test/coco.py `kp_detection`), in TensorFlow graph ops.
+
+For one RGB image of any size, for each scale s:
+    1. resize to (int(h*s), int(w*s)), pad with black to `side | (stride - 1)` (| 127 for
+       Hourglass-104) with the image centred, normalise (BGR, mean/std);
+    2. run the network on [image, mirrored image] (flip test) and `decode` both;
+    3. map the mirrored detections back x1, x2 = out_w - x2, out_w - x1;
+    4. map to image pixels: / (out/in ratio), minus the padding, clipped to [0, int(w*s)]
+       (resp. h), / s.
+Then, all scales together: drop rejected pairs (score -1), per-class Gaussian soft-NMS
+(score *= exp(-iou^2 / sigma), IoU with the +1 pixel convention, boxes below the threshold
+dropped), or the `soft_nms_merge` variant of the multi-scale config, and keep the best
+`max_per_image`.
+
+Deliberate differences from the official code (see the README):
+  * its soft-NMS ignores the `keep` list it computes, so boxes it discarded stay in the array as
+    stale copies of other boxes with old scores and can reach the top 100; here they are dropped;
+  * it keeps every box scoring >= the 100th score (more than 100 on ties); here exactly 100;
+  * its soft_nms_merge swaps and overwrites only columns 0-4 of a row, so a merged box is
+    weighted by the corner scores of whichever box sat at that row before; here each box keeps
+    its own corner scores;
+  * the resize is TF's bilinear resize instead of cv2's (1-level differences on some pixels).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from cornernet_tf.config import Config
+from cornernet_tf.decode import decode
+from cornernet_tf.preprocess import normalize_image
+
+
+def scale_geometry(height, width, scale: float, stride: int = 128) -> dict[str, tf.Tensor]:
+    """Sizes and offsets of the official test-time resize and pad of one scale (int32, float32)."""
+    new_h = tf.cast(tf.floor(tf.cast(height, tf.float64) * scale), tf.int32)
+    new_w = tf.cast(tf.floor(tf.cast(width, tf.float64) * scale), tf.int32)
+    inp_h = tf.bitwise.bitwise_or(new_h, stride - 1)
+    inp_w = tf.bitwise.bitwise_or(new_w, stride - 1)
+    out_h, out_w = (inp_h + 1) // 4, (inp_w + 1) // 4
+    return {
+        "new_size": tf.stack([new_h, new_w]),
+        "input_size": tf.stack([inp_h, inp_w]),
+        "output_size": tf.stack([out_h, out_w]),
+        # top, left padding of the centred image (the official crop_image border)
+        "padding": tf.stack([inp_h // 2 - new_h // 2, inp_w // 2 - new_w // 2]),
+        # out / in per axis (float32, as the official ratios array)
+        "ratio": tf.cast(tf.stack([out_h / inp_h, out_w / inp_w]), tf.float32),
+    }
+
+
+def prepare_input(image, geometry: dict, data) -> tf.Tensor:
+    """RGB (H, W, 3) image -> (inp_h, inp_w, 3) normalised BGR network input of one scale."""
+    image = tf.cast(image, tf.float32)
+    if image.shape.rank != 3:
+        raise ValueError(f"prepare_input: expected one (H, W, 3) image, got shape {image.shape}")
+    resized = tf.image.resize(image, geometry["new_size"], method="bilinear")
+    resized = tf.clip_by_value(tf.round(resized), 0.0, 255.0)  # cv2 returns uint8
+    pad = geometry["padding"]
+    extra = geometry["input_size"] - geometry["new_size"] - pad
+    padded = tf.pad(resized, [[pad[0], extra[0]], [pad[1], extra[1]], [0, 0]])  # black borders
+    return normalize_image(padded, data)
+
+
+def detect_image(model, image, config: Config) -> dict[str, tf.Tensor]:
+    """Runs the official test procedure on one RGB image (H, W, 3), uint8 or float in [0, 255].
+
+    Returns boxes (M, 4) [x1, y1, x2, y2] in image pixels, scores (M,), classes (M,) int32
+    0-based, M <= config.test.max_per_image, sorted by score.
+    """
+    test = config.test
+    shape = tf.shape(image)
+    stride = 4 * 2**config.model.depth
+    parts = []
+    for scale in test.scales:
+        geometry = scale_geometry(shape[0], shape[1], scale, stride)
+        inputs = prepare_input(image, geometry, config.data)[None]
+        if test.flip:
+            inputs = tf.concat([inputs, tf.reverse(inputs, axis=[2])], axis=0)
+        dets = decode(
+            model(inputs, training=False),
+            k=test.top_k,
+            kernel=test.nms_kernel,
+            ae_threshold=test.ae_threshold,
+            num_dets=test.num_dets,
+        )
+        x1, y1, x2, y2 = tf.unstack(dets["boxes"], axis=-1)
+        if test.flip:
+            out_w = tf.cast(geometry["output_size"][1], tf.float32)
+            x1, x2 = tf.concat([x1[:1], out_w - x2[1:]], 0), tf.concat([x2[:1], out_w - x1[1:]], 0)
+        ratio, pad = geometry["ratio"], tf.cast(geometry["padding"], tf.float32)
+        size = tf.cast(geometry["new_size"], tf.float32)
+
+        boxes = tf.stack([x1, y1, x2, y2], -1)  # x, y, x, y
+        ratio, pad, size = (tf.gather(v, [1, 0, 1, 0]) for v in (ratio, pad, size))
+        boxes = tf.clip_by_value(boxes / ratio - pad, 0.0, size) / scale
+        parts.append(
+            {
+                "boxes": tf.reshape(boxes, [-1, 4]),
+                **{
+                    key: tf.reshape(dets[key], [-1])
+                    for key in ("scores", "tl_scores", "br_scores", "classes")
+                },
+            }
+        )
+    merged = {key: tf.concat([p[key] for p in parts], 0) for key in parts[0]}
+    valid = merged["scores"] > -1
+    merged = {key: tf.boolean_mask(value, valid) for key, value in merged.items()}
+    if test.merge_boxes:
+        kept = soft_nms_merge(
+            merged,
+            sigma=test.soft_nms_sigma,
+            threshold=test.score_threshold,
+            weight_exp=test.merge_weight_exp,
+        )
+    else:
+        kept = soft_nms(merged, sigma=test.soft_nms_sigma, threshold=test.score_threshold)
+    count = tf.minimum(tf.shape(kept["scores"])[0], test.max_per_image)
+    best = tf.math.top_k(kept["scores"], k=count).indices
+    return {key: tf.gather(kept[key], best) for key in ("boxes", "scores", "classes")}
+
+
+def _separated(boxes, classes):
+    """Boxes with +1 on x2, y2 (the official IoU convention) and shifted apart by class, so that
+    boxes of different classes never overlap: one NMS call then acts per class."""
+    largest = tf.reduce_max(tf.concat([tf.reshape(tf.abs(boxes), [-1]), [0.0]], 0))
+    shift = tf.cast(classes, boxes.dtype)[:, None] * (largest + 2.0)
+    return boxes + shift + tf.constant([0.0, 0.0, 1.0, 1.0])
+
+
+def soft_nms(dets: dict, *, sigma: float = 0.5, threshold: float = 0.001) -> dict[str, tf.Tensor]:
+    """Per-class Gaussian soft-NMS (the official method 2) with TF's NonMaxSuppressionV5.
+
+    dets: boxes (N, 4) [x1, y1, x2, y2], scores (N,), classes (N,), and any other (N,) keys.
+    Returns the kept detections, sorted by their decayed scores, which replace `scores`.
+    """
+    boxes = _separated(dets["boxes"], dets["classes"])
+    x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
+    # TF decays by exp(-0.5 / sigma_tf * iou^2): sigma_tf = sigma / 2 gives exp(-iou^2 / sigma).
+    index, scores = tf.image.non_max_suppression_with_scores(
+        tf.stack([y1, x1, y2, x2], -1),
+        dets["scores"],
+        max_output_size=tf.shape(x1)[0],
+        iou_threshold=1.0,
+        score_threshold=threshold,
+        soft_nms_sigma=sigma / 2,
+    )
+    kept = {key: tf.gather(value, index) for key, value in dets.items()}
+    kept["scores"] = scores
+    return kept
+
+
+def soft_nms_merge(
+    dets: dict, *, sigma: float = 0.5, threshold: float = 0.001, weight_exp: float = 8.0
+) -> dict[str, tf.Tensor]:
+    """The official `soft_nms_merge` (Gaussian): soft-NMS that also replaces each kept box by the
+    average of the boxes it overlaps, weighted by their corner scores x (1 - decay)^weight_exp.
+
+    Same input and output as `soft_nms`; needs tl_scores and br_scores.
+    """
+    separated = _separated(dets["boxes"], dets["classes"])
+    boxes, scores = dets["boxes"], dets["scores"]
+    tl, br = dets["tl_scores"], dets["br_scores"]
+    count = tf.shape(scores)[0]
+    area = (separated[:, 2] - separated[:, 0]) * (separated[:, 3] - separated[:, 1])
+
+    def step(i, active, scores, out_index, out_boxes, out_scores):
+        pick = tf.argmax(tf.where(active, scores, -float("inf")), output_type=tf.int32)
+        top = separated[pick]
+        iw = tf.minimum(top[2], separated[:, 2]) - tf.maximum(top[0], separated[:, 0])
+        ih = tf.minimum(top[3], separated[:, 3]) - tf.maximum(top[1], separated[:, 1])
+        others = active & (tf.range(count) != pick)
+        overlap = others & (iw > 0) & (ih > 0)
+        iou = iw * ih / (area[pick] + area - iw * ih)
+        decay = tf.where(overlap, tf.exp(-(iou * iou) / sigma), 1.0)
+        weight = tf.where(overlap, (1.0 - decay) ** weight_exp, 0.0)
+        weight = tf.tensor_scatter_nd_update(weight, [[pick]], [1.0])  # the picked box itself
+        corner = tf.stack([tl, tl, br, br], -1) * weight[:, None]
+        merged = tf.reduce_sum(boxes * corner, 0) / tf.reduce_sum(corner, 0)
+        out_index = out_index.write(i, pick)
+        out_boxes = out_boxes.write(i, merged)
+        out_scores = out_scores.write(i, scores[pick])
+        scores = scores * decay
+        active = others & ~(overlap & (scores < threshold))
+        return i + 1, active, scores, out_index, out_boxes, out_scores
+
+    def arrays(dtype):
+        return tf.TensorArray(dtype, size=0, dynamic_size=True)
+
+    _, _, _, index, merged, kept_scores = tf.while_loop(
+        lambda i, active, *_: tf.reduce_any(active),
+        step,
+        (
+            0,
+            tf.ones([count], tf.bool),
+            scores,
+            arrays(tf.int32),
+            arrays(tf.float32),
+            arrays(tf.float32),
+        ),
+    )
+    index = index.stack()
+    kept = {key: tf.gather(value, index) for key, value in dets.items()}
+    kept["boxes"] = tf.reshape(merged.stack(), [-1, 4])
+    kept["scores"] = kept_scores.stack()
+    return kept
