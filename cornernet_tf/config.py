@@ -61,6 +61,7 @@ class DataConfig:
     input_size: tuple[int, int] = (511, 511)  # (height, width); each side = 127 mod 128 for depth 5
     mean_bgr: tuple[float, float, float] = (0.40789654, 0.44719302, 0.47026115)
     std_bgr: tuple[float, float, float] = (0.28863828, 0.27408164, 0.27809835)
+    class_names: tuple[str, ...] = ()  # for drawing; empty: "class 0", "class 1", ...
 
     def validate(self, where: str) -> None:
         if len(self.input_size) != 2 or min(self.input_size) < 1:
@@ -110,6 +111,12 @@ class Config:
         self.model.validate(self.source)
         self.data.validate(self.source)
         self.test.validate(self.source)
+        names = self.data.class_names
+        if names and len(names) != self.model.num_classes:
+            raise ConfigError(
+                f"{self.source}: data.class_names has {len(names)} names for "
+                f"model.num_classes = {self.model.num_classes}"
+            )
         stride = 4 * 2**self.model.depth
         for side in self.data.input_size:
             if (side + 1) % stride:

@@ -33,8 +33,9 @@ from cornernet_tf.preprocess import normalize_image
 
 def scale_geometry(height, width, scale: float, stride: int = 128) -> dict[str, tf.Tensor]:
     """Sizes and offsets of the official test-time resize and pad of one scale (int32, float32)."""
-    new_h = tf.cast(tf.floor(tf.cast(height, tf.float64) * scale), tf.int32)
-    new_w = tf.cast(tf.floor(tf.cast(width, tf.float64) * scale), tf.int32)
+    # At least one pixel (the official code fails on images that a scale shrinks to nothing).
+    new_h = tf.maximum(tf.cast(tf.floor(tf.cast(height, tf.float64) * scale), tf.int32), 1)
+    new_w = tf.maximum(tf.cast(tf.floor(tf.cast(width, tf.float64) * scale), tf.int32), 1)
     inp_h = tf.bitwise.bitwise_or(new_h, stride - 1)
     inp_w = tf.bitwise.bitwise_or(new_w, stride - 1)
     out_h, out_w = (inp_h + 1) // 4, (inp_w + 1) // 4
@@ -204,3 +205,32 @@ def soft_nms_merge(
     kept["boxes"] = tf.reshape(merged.stack(), [-1, 4])
     kept["scores"] = kept_scores.stack()
     return kept
+
+
+class Detector:
+    """A CornerNet and the test procedure, traced once for RGB uint8 images of any size."""
+
+    def __init__(self, model, config: Config):
+        self.model, self.config = model, config
+        spec = tf.TensorSpec([None, None, 3], tf.uint8)
+        self._detect = tf.function(
+            lambda image: detect_image(model, image, config), input_signature=[spec]
+        )
+
+    @classmethod
+    def from_files(cls, config_path, weights=None, overrides=None) -> Detector:
+        """Loads a config (with overrides), builds the model and loads `weights` (.weights.h5)."""
+        from cornernet_tf.config import load_config
+        from cornernet_tf.model import build_model
+
+        config = load_config(config_path, overrides)
+        model = build_model(config)
+        if weights:
+            model.load_weights(str(weights))
+        return cls(model, config)
+
+    def __call__(self, image) -> dict:
+        """(H, W, 3) uint8 RGB -> numpy boxes (M, 4) [x1, y1, x2, y2], scores (M,), classes (M,)."""
+        return {
+            key: value.numpy() for key, value in self._detect(tf.constant(image, tf.uint8)).items()
+        }

@@ -1,0 +1,181 @@
+"""COCO box evaluation with pycocotools: `CocoEvaluator` (reset / update / result).
+
+Classes inside the package are 0-based contiguous indices; COCO category ids are whatever the
+annotation file says (1..90 with gaps for COCO). The evaluator maps index i to the i-th category id
+in ascending order, the convention of the official code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+STAT_NAMES = (
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
+)
+
+
+class AnnotationError(ValueError):
+    """The annotation file cannot be used; the message names the file and what is wrong."""
+
+
+def load_annotations(path: str | Path):
+    """Loads a COCO annotation file with pycocotools, after checking it.
+
+    Annotations with an unknown category id or a malformed box are left out, each with a warning
+    naming the file and the annotation; returns (COCO, list of warnings).
+    """
+    from pycocotools.coco import COCO
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise AnnotationError(
+            f"{path}: cannot read the annotation file ({error.strerror})"
+        ) from None
+    except json.JSONDecodeError as error:
+        raise AnnotationError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise AnnotationError(f"{path}: expected a JSON object with images/annotations/categories")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise AnnotationError(f"{path}: the '{key}' list is missing")
+    if not data["categories"]:
+        raise AnnotationError(f"{path}: 'categories' is empty")
+    categories = {c.get("id") for c in data["categories"]}
+    images = {i.get("id") for i in data["images"]}
+    warnings, kept = [], []
+    for ann in data["annotations"]:
+        problem = _annotation_problem(ann, categories, images)
+        if problem:
+            warnings.append(f"{path}: annotation {ann.get('id', '?')} left out: {problem}")
+        else:
+            kept.append(ann)
+    data["annotations"] = kept
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco, warnings
+
+
+def _annotation_problem(ann: dict, categories: set, images: set) -> str | None:
+    if ann.get("category_id") not in categories:
+        return f"unknown category_id {ann.get('category_id')!r}"
+    if ann.get("image_id") not in images:
+        return f"unknown image_id {ann.get('image_id')!r}"
+    box = ann.get("bbox")
+    if (
+        not isinstance(box, list)
+        or len(box) != 4
+        or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in box)
+    ):
+        return f"bbox must be 4 finite numbers [x, y, w, h], got {box!r}"
+    if box[2] <= 0 or box[3] <= 0:
+        return f"bbox has no area: {box}"
+    if "area" not in ann:
+        ann["area"] = float(box[2] * box[3])
+    ann.setdefault("iscrowd", 0)
+    return None
+
+
+class CocoEvaluator:
+    """Accumulates detections per image and scores them with COCOeval (bbox)."""
+
+    def __init__(self, annotations):
+        """annotations: a path to a COCO JSON file, or a pycocotools COCO object."""
+        if isinstance(annotations, (str, Path)):
+            self.coco, self.warnings = load_annotations(annotations)
+        else:
+            self.coco, self.warnings = annotations, []
+        self.category_ids = sorted(self.coco.getCatIds())
+        self.class_names = [self.coco.cats[c]["name"] for c in self.category_ids]
+        self.reset()
+
+    def reset(self) -> None:
+        self.results: list[dict] = []
+        self.image_ids: set = set()
+        self.coco_eval = None
+
+    def update(self, image_id, boxes, scores, classes) -> None:
+        """Adds one image's detections: boxes (N, 4) [x1, y1, x2, y2] in image pixels, scores (N,),
+        classes (N,) 0-based indices into the annotation file's sorted category ids."""
+        self.image_ids.add(image_id)
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        for box, score, cls in zip(boxes, np.asarray(scores), np.asarray(classes), strict=True):
+            if not 0 <= int(cls) < len(self.category_ids):
+                raise ValueError(
+                    f"class index {int(cls)} outside the {len(self.category_ids)} categories of "
+                    "the annotation file: does the model's num_classes match it?"
+                )
+            x1, y1, x2, y2 = (float(v) for v in box)
+            self.results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": self.category_ids[int(cls)],
+                    "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                    "score": float(score),
+                }
+            )
+
+    def result(self) -> dict:
+        """Runs COCOeval on the images seen so far. Returns the 12 COCO numbers by name
+        (AP, AP50, ..., ARl) and `per_class`: {class name: AP at IoU .50:.95}."""
+        from pycocotools.cocoeval import COCOeval
+
+        quiet = contextlib.redirect_stdout(io.StringIO())
+        with quiet:
+            detections = self.coco.loadRes(self.results) if self.results else None
+        if detections is None:
+            return {**dict.fromkeys(STAT_NAMES, 0.0), "per_class": {}}
+        coco_eval = COCOeval(self.coco, detections, "bbox")
+        coco_eval.params.imgIds = sorted(self.image_ids)
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco_eval.evaluate()
+            coco_eval.accumulate()
+            coco_eval.summarize()
+        self.coco_eval = coco_eval
+        stats = {
+            name: float(value) for name, value in zip(STAT_NAMES, coco_eval.stats, strict=True)
+        }
+        precision = coco_eval.eval["precision"][:, :, :, 0, -1]  # IoU x recall x class, all areas
+        per_class = {}
+        for k, name in enumerate(self.class_names):
+            values = precision[:, :, k]
+            values = values[values > -1]
+            per_class[name] = float(values.mean()) if values.size else float("nan")
+        return {**stats, "per_class": per_class}
+
+    def write_results(self, path: str | Path) -> None:
+        """Writes the detections in the COCO results format (1-based category ids of the file)."""
+        Path(path).write_text(json.dumps(self.results))
+
+    def precision_recall(self) -> dict[str, np.ndarray]:
+        """Precision over the 101 recall points, averaged over classes with ground truth:
+        `recall`, and `iou50`, `iou75`, `mean` (IoU .50:.95). Call after `result()`."""
+        precision = self.coco_eval.eval["precision"][:, :, :, 0, -1]
+        masked = np.where(precision > -1, precision, np.nan)
+        with np.errstate(invalid="ignore"), contextlib.suppress(RuntimeWarning):
+            per_iou = np.nanmean(masked, axis=2)  # IoU x recall
+        return {
+            "recall": np.asarray(self.coco_eval.params.recThrs),
+            "iou50": per_iou[0],
+            "iou75": per_iou[5],
+            "mean": np.nanmean(per_iou, axis=0),
+        }

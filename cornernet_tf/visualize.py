@@ -1,0 +1,67 @@
+"""Pictures: detections drawn on images, precision-recall curves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+PALETTE = [
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
+    (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
+]  # fmt: skip
+
+
+def class_name(names: Sequence[str], index: int) -> str:
+    return names[index] if 0 <= index < len(names) else f"class {index}"
+
+
+def draw_detections(image, boxes, scores, classes, names: Sequence[str] = (), threshold=0.3):
+    """Draws boxes scoring >= threshold with 'name score' labels; returns a PIL RGB image.
+
+    image: (H, W, 3) uint8 RGB; boxes (N, 4) [x1, y1, x2, y2] in image pixels; classes 0-based.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    picture = Image.fromarray(np.asarray(image, np.uint8)).convert("RGB")
+    draw = ImageDraw.Draw(picture)
+    size = max(11, min(picture.size) // 40)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    width = max(2, min(picture.size) // 200)
+    order = np.argsort(np.asarray(scores))  # best drawn last, on top
+    for i in order:
+        if scores[i] < threshold:
+            continue
+        colour = PALETTE[int(classes[i]) % len(PALETTE)]
+        x1, y1, x2, y2 = (float(v) for v in boxes[i])
+        draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
+        label = f"{class_name(names, int(classes[i]))} {float(scores[i]):.2f}"
+        left, top, right, bottom = draw.textbbox((x1, y1), label, font=font)
+        ty = y1 - (bottom - top) - 4 if y1 - (bottom - top) - 4 >= 0 else y1
+        draw.rectangle([x1, ty, x1 + (right - left) + 6, ty + (bottom - top) + 4], fill=colour)
+        draw.text((x1 + 3, ty + 1), label, fill=(0, 0, 0), font=font)
+    return picture
+
+
+def plot_precision_recall(curves: dict, path: str | Path, title: str = "") -> None:
+    """Saves a PNG of precision vs recall (keys recall, iou50, iou75, mean from CocoEvaluator)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5.5, 4.5), dpi=120)
+    for key, label in (("iou50", "IoU 0.50"), ("iou75", "IoU 0.75"), ("mean", "IoU 0.50:0.95")):
+        axes.plot(curves["recall"], curves[key], label=label)
+    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

@@ -1,0 +1,198 @@
+"""COCO evaluation, image reading, and the evaluate / detect scripts on a small folder."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cornernet_tf.evaluate import STAT_NAMES, AnnotationError, CocoEvaluator, load_annotations
+from cornernet_tf.images import ImageError, read_image
+from tests.helpers import ROOT, run_script
+
+BOXES = {1: [[10, 20, 60, 50], [70, 15, 40, 80]], 2: [[30, 30, 90, 60]]}  # xywh per image
+
+
+def write_dataset(folder, extra_annotations=()):
+    folder.mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for image_id, boxes in BOXES.items():
+        picture = np.full((120, 160, 3), 90, np.uint8)
+        for x, y, w, h in boxes:
+            picture[y : y + h, x : x + w] = (200, 60, 30)
+        Image.fromarray(picture).save(folder / f"img{image_id}.png")
+        images.append(
+            {"id": image_id, "file_name": f"img{image_id}.png", "width": 160, "height": 120}
+        )
+        for k, box in enumerate(boxes):
+            annotations.append(
+                {
+                    "id": image_id * 10 + k,
+                    "image_id": image_id,
+                    "bbox": box,
+                    "category_id": 7 if k else 3,
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
+            )
+    categories = [{"id": 3, "name": "square"}, {"id": 7, "name": "tall"}]
+    path = folder / "annotations.json"
+    path.write_text(
+        json.dumps(
+            {
+                "images": images,
+                "annotations": annotations + list(extra_annotations),
+                "categories": categories,
+            }
+        )
+    )
+    return path
+
+
+def ground_truth_as_detections(evaluator):
+    for image_id, boxes in BOXES.items():
+        xyxy = [[x, y, x + w, y + h] for x, y, w, h in boxes]
+        evaluator.update(image_id, xyxy, np.ones(len(boxes)), [0, 1][: len(boxes)])
+
+
+def test_perfect_detections_score_one_and_match_pycocotools(tmp_path):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    path = write_dataset(tmp_path)
+    evaluator = CocoEvaluator(path)
+    assert evaluator.category_ids == [3, 7] and evaluator.class_names == ["square", "tall"]
+    ground_truth_as_detections(evaluator)
+    result = evaluator.result()
+    assert result["AP"] == pytest.approx(1.0) and result["AP50"] == pytest.approx(1.0)
+    assert result["per_class"] == {"square": pytest.approx(1.0), "tall": pytest.approx(1.0)}
+    evaluator.write_results(tmp_path / "dets.json")
+    written = json.loads((tmp_path / "dets.json").read_text())
+    assert {d["category_id"] for d in written} == {3, 7}
+    gt = COCO(str(path))
+    direct = COCOeval(gt, gt.loadRes(str(tmp_path / "dets.json")), "bbox")
+    direct.evaluate(), direct.accumulate(), direct.summarize()
+    np.testing.assert_allclose([result[n] for n in STAT_NAMES], direct.stats)
+
+
+def test_shifted_detections_lower_ap_and_reset(tmp_path):
+    evaluator = CocoEvaluator(write_dataset(tmp_path))
+    evaluator.update(1, [[10, 20, 70, 70]], [0.9], [0])  # IoU with [10,20,60,50] = 0.6
+    result = evaluator.result()
+    assert 0 < result["AP"] < result["AP50"]
+    evaluator.reset()
+    assert evaluator.result()["AP"] == 0.0
+
+
+def test_bad_annotations_are_left_out_with_warnings(tmp_path):
+    bad = [
+        {"id": 91, "image_id": 1, "bbox": [1, 2, 3, 4], "category_id": 99},
+        {"id": 92, "image_id": 1, "bbox": [1, 2, 3], "category_id": 3},
+        {"id": 93, "image_id": 2, "bbox": [1, 2, 0, 4], "category_id": 3},
+        {"id": 94, "image_id": 5, "bbox": [1, 2, 3, 4], "category_id": 3},
+    ]
+    coco, warnings = load_annotations(write_dataset(tmp_path, bad))
+    assert len(coco.anns) == 3 and len(warnings) == 4
+    assert "annotation 91 left out: unknown category_id 99" in warnings[0]
+    assert "annotation 92" in warnings[1] and "4 finite numbers" in warnings[1]
+    assert "no area" in warnings[2] and "unknown image_id 5" in warnings[3]
+    assert str(tmp_path / "annotations.json") in warnings[0]
+
+
+def test_unusable_annotation_files(tmp_path):
+    with pytest.raises(AnnotationError, match="missing.json: cannot read"):
+        load_annotations(tmp_path / "missing.json")
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(AnnotationError, match="x.json: not valid JSON"):
+        load_annotations(tmp_path / "x.json")
+    (tmp_path / "y.json").write_text('{"images": []}')
+    with pytest.raises(AnnotationError, match="'annotations' list is missing"):
+        load_annotations(tmp_path / "y.json")
+
+
+def test_read_image_converts_and_names_bad_files(tmp_path):
+    Image.fromarray(np.full((5, 7), 128, np.uint8)).save(tmp_path / "gray.png")
+    Image.fromarray(np.zeros((5, 7, 4), np.uint8)).save(tmp_path / "rgba.png")
+    assert read_image(tmp_path / "gray.png").shape == (5, 7, 3)
+    assert read_image(tmp_path / "rgba.png").shape == (5, 7, 3)
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ImageError, match="notes.png: not an image"):
+        read_image(tmp_path / "notes.png")
+    with pytest.raises(ImageError, match="nope.jpg: no such file"):
+        read_image(tmp_path / "nope.jpg")
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "cut.png")
+    data = (tmp_path / "cut.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="cut.png"):
+        read_image(tmp_path / "cut.png")
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    from cornernet_tf import build_model, load_config
+
+    model = build_model(load_config(ROOT / "configs/tiny.yaml", {"model.num_classes": 2}))
+    path = tmp_path_factory.mktemp("tiny") / "tiny.weights.h5"
+    model.save_weights(str(path))
+    return path
+
+
+def test_evaluate_script_end_to_end(tmp_path, tiny_weights, capsys):
+    annotations = write_dataset(tmp_path / "data")
+    data = json.loads(annotations.read_text())
+    data["images"].append({"id": 3, "file_name": "missing.png", "width": 10, "height": 10})
+    annotations.write_text(json.dumps(data))
+    code = run_script(
+        "evaluate",
+        "--config",
+        str(ROOT / "configs/tiny.yaml"),
+        "--weights",
+        str(tiny_weights),
+        "--annotations",
+        str(annotations),
+        "--images",
+        str(tmp_path / "data"),
+        "--no-flip",
+        "--scales",
+        "0.5,1",
+        "--out",
+        str(tmp_path / "out"),
+        "model.num_classes=2",
+    )
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "AP50" in captured.out and "square" in captured.out
+    assert "skipped 1 image(s)" in captured.err and "missing.png: no such file" in captured.err
+    detections = json.loads((tmp_path / "out/detections.json").read_text())
+    assert detections and {d["image_id"] for d in detections} <= {1, 2}
+    assert (tmp_path / "out/precision_recall.png").stat().st_size > 1000
+
+
+def test_detect_script_draws_and_lists_skipped(tmp_path, tiny_weights, capsys):
+    write_dataset(tmp_path)
+    Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(tmp_path / "dot.png")
+    (tmp_path / "bad.jpg").write_text("nope")
+    code = run_script(
+        "detect",
+        "--config",
+        str(ROOT / "configs/tiny.yaml"),
+        "--weights",
+        str(tiny_weights),
+        str(tmp_path / "img1.png"),
+        str(tmp_path / "dot.png"),
+        str(tmp_path / "bad.jpg"),
+        "--out",
+        str(tmp_path / "out"),
+        "--threshold",
+        "0.0",
+        "--set",
+        "model.num_classes=2",
+    )
+    assert code == 1
+    assert "bad.jpg: not an image" in capsys.readouterr().err
+    assert Image.open(tmp_path / "out/img1.png").size == (160, 120)
+    assert Image.open(tmp_path / "out/dot.png").size == (1, 1)
+    results = json.loads((tmp_path / "out/detections.json").read_text())
+    assert set(results) == {str(tmp_path / "img1.png"), str(tmp_path / "dot.png")}
+    first = results[str(tmp_path / "img1.png")][0]
+    assert set(first) == {"box", "score", "class", "name"} and first["name"].startswith("class ")
