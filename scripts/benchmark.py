@@ -7,7 +7,9 @@
          all four directions, forward and forward+backward (milliseconds, min of N runs).
 --model: the Hourglass-104 test path (final stack), batch 1, in seconds and GFLOP/s (686 GFLOP at
          511x511, scaled by area), run eagerly, as a tf.function, and with XLA (jit_compile).
-Without --pools/--model both run.
+--targets: encode_targets per image at 511 (10 and 100 boxes, 80 classes) and decode of a
+         128x128x80 final-stack output, in ms (decode also as a share of the model forward).
+Without --pools/--model/--targets all run.
 
 --official-src DIR --torch-python PY: also time the official PyTorch model (a princeton-vl/CornerNet
 checkout, run by scripts/official_timing.py under a Python that has torch) in the same run, with
@@ -88,6 +90,41 @@ def bench_pools(repeats: int) -> None:
         print(f"{impl:<16} {f * 1e3:>9.2f} {f / base:>7.2f} {b * 1e3:>9.2f} {b / base:>7.2f}")
 
 
+def bench_targets(repeats: int) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    from cornernet_tf.decode import decode
+    from cornernet_tf.targets import encode_targets
+
+    rng = np.random.default_rng(0)
+    print("\nTargets and decoding (tf.function, ms, min of runs)")
+    for count in (10, 100):
+        xy = rng.uniform(0, 400, (count, 2))
+        boxes = tf.constant(np.concatenate([xy, xy + rng.uniform(8, 110, (count, 2))], 1))
+        classes = tf.constant(rng.integers(0, 80, count))
+        fn = tf.function(
+            lambda b, c: encode_targets(
+                b, c, input_size=(511, 511), output_size=(128, 128), num_classes=80
+            )
+        )
+        run = lambda fn=fn, b=boxes, c=classes: fn(b, c)["tl_heatmap"].numpy()  # noqa: E731
+        ms = min(timed(run, repeats)) * 1e3
+        print(f"  encode_targets, {count:>3} boxes        {ms:8.2f}")
+    outputs = {
+        "tl_heatmap": tf.random.normal([1, 128, 128, 80]) - 3,
+        "br_heatmap": tf.random.normal([1, 128, 128, 80]) - 3,
+        "tl_embedding": tf.random.normal([1, 128, 128, 1]),
+        "br_embedding": tf.random.normal([1, 128, 128, 1]),
+        "tl_offset": tf.random.uniform([1, 128, 128, 2]),
+        "br_offset": tf.random.uniform([1, 128, 128, 2]),
+    }
+    fn = tf.function(lambda o: decode(o))
+    seconds = min(timed(lambda: fn(outputs)["scores"].numpy(), repeats))
+    print(f"  decode, 1 x 128 x 128 x 80          {seconds * 1e3:8.2f}")
+    return {"decode": seconds}
+
+
 def official_seconds(args) -> float:
     """Min seconds of the official test path, from scripts/official_timing.py under torch."""
     command = [
@@ -110,7 +147,7 @@ def official_seconds(args) -> float:
     return float(match.group(1))
 
 
-def bench_model(repeats: int, size: int, official: float | None) -> None:
+def bench_model(repeats: int, size: int, official: float | None, decode_s=None) -> None:
     import tensorflow as tf
 
     from cornernet_tf import build_model, load_config
@@ -142,6 +179,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pools", action="store_true")
     parser.add_argument("--model", action="store_true")
+    parser.add_argument("--targets", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=511)
     parser.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: TF's)")
@@ -154,14 +192,15 @@ def main(argv=None) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     print(f"TensorFlow {tf.__version__}, {cpu_name()}, {os.cpu_count()} CPUs")
-    everything = not (args.pools or args.model)
+    everything = not (args.pools or args.model or args.targets)
     if args.pools or everything:
         bench_pools(args.repeats)
+    timings = bench_targets(args.repeats) if (args.targets or everything) else {}
     if not args.official_src:
         print("(add --official-src CornerNet/ --torch-python PY to time the official model too)")
     if args.model or everything:
         official = official_seconds(args) if args.official_src else None
-        bench_model(args.repeats, args.size, official)
+        bench_model(args.repeats, args.size, official, timings.get("decode"))
     return 0
 
 
