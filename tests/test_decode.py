@@ -91,3 +91,43 @@ def test_layer_in_a_traced_function_with_unknown_sizes():
     fn = tf.function(layer.call, input_signature=[specs])
     assert_same_detections(as_rows(fn(final_stack(ref))), ref["detections"])
     assert CornerDecoder.from_config(layer.get_config()).num_dets == 1000
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_round_trip_of_random_boxes(seed):
+    """encode_targets -> perfect logits -> decode gives back every box (IoU 1) and its class."""
+    from cornernet_tf.targets import encode_targets
+    from tests.helpers import perfect_logits
+
+    rng = np.random.default_rng(seed)
+    count = 6
+    corners = rng.choice(60, size=(count, 2), replace=False)  # distinct tl cells (x, y)
+    tl = corners * 4.0 + rng.uniform(0, 3.9, (count, 2))
+    br = tl + rng.uniform(12, 60, (count, 2))
+    boxes = np.minimum(np.concatenate([tl, br], 1), 254.0)
+    classes = rng.integers(0, 5, count)
+    targets = encode_targets(
+        boxes, classes, input_size=(255, 255), output_size=(64, 64), num_classes=5
+    )
+    dets = decode(perfect_logits(targets, count), k=20, num_dets=50)
+    found = dets["scores"].numpy()[0] > 0.9
+    assert found.sum() == count
+    got = dets["boxes"].numpy()[0][found] * (255 / 64)  # output-map pixels -> input pixels
+    order, expected = np.lexsort(got.T[::-1]), np.lexsort(boxes.T[::-1])
+    np.testing.assert_allclose(got[order], boxes[expected], atol=1e-3)
+    np.testing.assert_array_equal(dets["classes"].numpy()[0][found][order], classes[expected])
+
+
+def test_empty_targets_decode_to_nothing():
+    from cornernet_tf.targets import encode_targets
+    from tests.helpers import perfect_logits
+
+    targets = encode_targets(
+        np.zeros((0, 4)),
+        np.zeros(0, int),
+        input_size=(255, 255),
+        output_size=(64, 64),
+        num_classes=5,
+    )
+    dets = decode(perfect_logits(targets, 0), k=20, num_dets=50)
+    assert np.all(dets["scores"].numpy() < 0.01)

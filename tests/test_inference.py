@@ -7,6 +7,7 @@ import tensorflow as tf
 from cornernet_tf import load_config
 from cornernet_tf.inference import detect_image, scale_geometry, soft_nms, soft_nms_merge
 from cornernet_tf.targets import encode_targets
+from tests.helpers import perfect_logits
 
 
 def official_soft_nms(boxes, sigma=0.5, threshold=0.001, merge=False, weight_exp=8.0, quirk=False):
@@ -160,23 +161,6 @@ class PerfectModel:
             num_classes=self.config.model.num_classes,
         )
         return perfect_logits(t, len(self.boxes), inputs.shape[0])
-
-
-def perfect_logits(t, count, batch):
-    out = {}
-    for corner in ("tl", "br"):
-        heat = t[f"{corner}_heatmap"].numpy()
-        h, w, _ = heat.shape
-        logit = np.where(heat == 1, 12.0, -12.0).astype(np.float32)
-        offset = np.zeros((h * w, 2), np.float32)
-        embedding = np.zeros((h * w, 1), np.float32)
-        index = t[f"{corner}_index"].numpy()[:count]
-        offset[index] = t[f"{corner}_offset"].numpy()[:count]
-        embedding[index, 0] = np.arange(count) * 3.0
-        out[f"{corner}_heatmap"] = np.repeat(logit[None], batch, 0)
-        out[f"{corner}_offset"] = np.repeat(offset.reshape(1, h, w, 2), batch, 0)
-        out[f"{corner}_embedding"] = np.repeat(embedding.reshape(1, h, w, 1), batch, 0)
-    return {k: tf.constant(v) for k, v in out.items()}
 
 
 def test_perfect_outputs_give_back_every_box():
