@@ -62,6 +62,15 @@ class DataConfig:
     mean_bgr: tuple[float, float, float] = (0.40789654, 0.44719302, 0.47026115)
     std_bgr: tuple[float, float, float] = (0.28863828, 0.27408164, 0.27809835)
     class_names: tuple[str, ...] = ()  # for drawing; empty: "class 0", "class 1", ...
+    max_objects: int = 128  # boxes per image that get embeddings and offsets
+    gaussian_iou: float = 0.3  # heatmap bump radius parameter (official config)
+    # Training / validation data: COCO JSON + image folder, or a TFRecord file pattern.
+    # Relative paths are relative to the working directory.
+    train_annotations: str | None = None
+    train_images: str | None = None
+    train_tfrecords: str | None = None
+    val_annotations: str | None = None
+    val_images: str | None = None
 
     def validate(self, where: str) -> None:
         if len(self.input_size) != 2 or min(self.input_size) < 1:
@@ -101,16 +110,50 @@ class TestConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation as the official trainer: Adam, lr 2.5e-4 divided by 10 at 90% of the steps."""
+
+    batch_size: int = 49  # global batch, split over the replicas (official: 49 over 10 GPUs)
+    steps: int = 500_000
+    learning_rate: float = 2.5e-4
+    decay_at: float = 0.9  # fraction of `steps` where the lr is divided by 10 (450k / 500k)
+    pull_weight: float = 0.1
+    push_weight: float = 0.1
+    offset_weight: float = 1.0
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 3
+    validation_batches: int = 20  # validation loss (and best checkpoint) at every checkpoint
+    log_images_every: int = 5000  # TensorBoard images of targets and predictions; 0: never
+    seed: int = 317
+    precision: str = "float32"  # or "mixed_bfloat16"
+    jit_compile: bool = False
+
+    def validate(self, where: str) -> None:
+        for key in ("batch_size", "steps", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{where}: train.{key} must be >= 1, got {getattr(self, key)}")
+        if not 0 < self.decay_at <= 1:
+            raise ConfigError(f"{where}: train.decay_at must be in (0, 1], got {self.decay_at}")
+        if self.precision not in ("float32", "mixed_bfloat16"):
+            raise ConfigError(
+                f"{where}: train.precision must be float32 or mixed_bfloat16, "
+                f"got {self.precision!r}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     test: TestConfig = TestConfig()
+    train: TrainConfig = TrainConfig()
     source: str = "<defaults>"  # where the config came from, for messages
 
     def validate(self) -> None:
         self.model.validate(self.source)
         self.data.validate(self.source)
         self.test.validate(self.source)
+        self.train.validate(self.source)
         names = self.data.class_names
         if names and len(names) != self.model.num_classes:
             raise ConfigError(

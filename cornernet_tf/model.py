@@ -19,11 +19,15 @@ import math
 from collections.abc import Sequence
 
 import keras
+import tensorflow as tf
 
 from cornernet_tf.backbone import Hourglass
 from cornernet_tf.config import Config
 from cornernet_tf.heads import HEAD_NAMES, make_heads
 from cornernet_tf.layers import ConvBN, ConvBNLinear, CornerModule, Residual
+from cornernet_tf.losses import cornernet_loss
+
+LOSS_TERMS = ("loss", "focal", "pull", "push", "offset")
 
 
 class CornerNet(keras.Model):
@@ -65,6 +69,8 @@ class CornerNet(keras.Model):
         self.inters_ = [ConvBNLinear(curr, name=f"inters_.{s}") for s in between]
         self.cnvs_ = [ConvBNLinear(curr, name=f"cnvs_.{s}") for s in between]
         self.inters = [Residual(curr, name=f"inters.{s}") for s in between]
+        self.loss_weights = {"pull_weight": 0.1, "push_weight": 0.1, "offset_weight": 1.0}
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
 
     @property
     def stride(self) -> int:
@@ -89,6 +95,44 @@ class CornerNet(keras.Model):
         if all_stacks:
             return {key: keras.ops.stack([o[key] for o in outputs]) for key in HEAD_NAMES}
         return outputs[-1]
+
+    # ------------------------------------------------------------------------------ training
+    # Each replica computes the loss of its own part of the batch (num_pos, N and the offset
+    # count are per replica), as each GPU does in the official DataParallel training; gradients
+    # are summed over replicas, so dividing by the replica count gives the mean of the
+    # per-replica losses, the official `loss.mean()` over GPUs. The logged terms are Keras
+    # metrics, which are aggregated over replicas: global values, not one replica's.
+
+    def compute_losses(self, images, targets, training: bool) -> dict:
+        """The loss terms (float32) of a batch: loss (= total), focal, pull, push, offset."""
+        predictions = self(images, training=training, all_stacks=True)
+        predictions = {key: keras.ops.cast(value, "float32") for key, value in predictions.items()}
+        terms = cornernet_loss(predictions, targets, **self.loss_weights)
+        return {"loss": terms["total"], **{k: terms[k] for k in LOSS_TERMS[1:]}}
+
+    def train_step(self, data):
+        images, targets = data
+        with tf.GradientTape() as tape:
+            terms = self.compute_losses(images, targets, training=True)
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(terms["loss"] / replicas)
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        return self._track(terms)
+
+    def test_step(self, data):
+        images, targets = data
+        return self._track(self.compute_losses(images, targets, training=False))
+
+    def _track(self, terms: dict) -> dict:
+        for name, value in terms.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
 
     def _heads(self, s: int, cnv, training):
         corners = {
@@ -154,6 +198,12 @@ def build_model(config: Config) -> CornerNet:
         num_classes=m.num_classes,
         corner_pool=m.corner_pool,
     )
+    t = config.train
+    model.loss_weights = {
+        "pull_weight": t.pull_weight,
+        "push_weight": t.push_weight,
+        "offset_weight": t.offset_weight,
+    }
     side = model.stride - 1
     model(keras.ops.zeros((1, side, side, 3)), training=False, all_stacks=True)
     return model

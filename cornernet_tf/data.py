@@ -1,0 +1,339 @@
+"""Input pipeline: sources -> decoded examples -> official augmentation -> targets -> batches.
+
+Everything after the source is tf.data with TensorFlow ops (parallel map, no Python on the hot
+path). Randomness is stateless and keyed by (seed, epoch, example index), so a pipeline is
+deterministic whatever the parallelism, and can be resumed at any position.
+
+Sources yield dicts: `image` (encoded bytes), `boxes` (N, 4) [x1, y1, x2, y2] in image pixels,
+`classes` (N,) 0-based:
+    coco_source(annotations.json, image_dir)   COCO JSON (pycocotools) + image folder
+    tfrecord_source(file pattern)              tf.train.Example with the usual detection keys
+
+Augmentation as the official `kp_detection` (sample/coco.py) does it, in BGR like the official
+cv2 images: random scale crop (scales 0.6..1.3, border 128, zero padding) or, for evaluation,
+the centred full-image square; resize to the input size; horizontal flip (p 0.5,
+x1' = W - x2 - 1); /255; brightness, contrast, saturation in random order (alpha 1 +- 0.4); PCA
+lighting (std 0.1); (x - mean) / std. Boxes are clipped and degenerate ones dropped by
+`encode_targets`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from cornernet_tf.config import Config
+from cornernet_tf.targets import encode_targets
+
+RANDOM_SCALES = tuple(np.arange(0.6, 1.4, 0.1))  # 0.6 ... 1.3 (1.4 excluded), as the official
+BORDER = 128
+EIGEN_VALUES = (0.2141788, 0.01817699, 0.00341571)
+EIGEN_VECTORS = (
+    (-0.58752847, -0.69563484, 0.41340352),
+    (-0.5832747, 0.00994535, -0.81221408),
+    (-0.56089297, 0.71832671, 0.41158938),
+)
+TFRECORD_FEATURES = {
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+    "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
+    "image/object/bbox/ymin": tf.io.VarLenFeature(tf.float32),
+    "image/object/bbox/xmax": tf.io.VarLenFeature(tf.float32),
+    "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
+    "image/object/class/label": tf.io.VarLenFeature(tf.int64),
+}
+
+
+class DataError(ValueError):
+    """A dataset cannot be used; the message names the file and the problem."""
+
+
+# ----------------------------------------------------------------------------------- sources
+
+
+def read_coco(annotations: str | Path, image_dir: str | Path):
+    """Reads a COCO annotation file into per-image records, checking it.
+
+    Returns (records, category_ids, warnings); a record is (path, boxes (N, 4) xyxy float32,
+    classes (N,) int32 0-based by sorted category id). Images whose file is missing are left
+    out and annotations with unknown ids or malformed boxes are dropped, each with a warning.
+    """
+    from cornernet_tf.evaluate import load_annotations
+
+    coco, warnings = load_annotations(annotations)
+    category_ids = sorted(coco.getCatIds())
+    index = {cid: i for i, cid in enumerate(category_ids)}
+    records = []
+    for image_id in sorted(coco.imgs):
+        info = coco.imgs[image_id]
+        path = Path(image_dir) / info["file_name"]
+        if not path.is_file():
+            warnings.append(f"{annotations}: image {image_id} left out: {path} does not exist")
+            continue
+        anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+        boxes = np.array(
+            [
+                [
+                    a["bbox"][0],
+                    a["bbox"][1],
+                    a["bbox"][0] + a["bbox"][2],
+                    a["bbox"][1] + a["bbox"][3],
+                ]
+                for a in anns
+            ],
+            np.float32,
+        ).reshape(-1, 4)
+        classes = np.array([index[a["category_id"]] for a in anns], np.int32)
+        records.append((str(path), boxes, classes))
+    if not records:
+        raise DataError(f"{annotations}: no usable image in {image_dir}")
+    return records, category_ids, warnings
+
+
+class Source:
+    """Raw items that are cheap to shuffle and skip (paths, serialised records), and how to load
+    one into {image (encoded bytes), boxes (N, 4) xyxy pixels, classes (N,) 0-based}."""
+
+    def __init__(self, items: tf.data.Dataset, load, size: int | None, warnings=()):
+        self.items, self.load, self.size, self.warnings = items, load, size, list(warnings)
+
+
+def coco_source(annotations: str | Path, image_dir: str | Path) -> Source:
+    """COCO JSON + image folder. Missing and non-image files are left out with a warning."""
+    records, _, warnings = read_coco(annotations, image_dir)
+    records = [r for r in records if _readable(r[0], warnings)]
+    if not records:
+        raise DataError(f"{annotations}: no readable image in {image_dir}")
+    paths = tf.constant([r[0] for r in records])
+    boxes = tf.ragged.constant([r[1] for r in records], dtype=tf.float32, ragged_rank=1)
+    classes = tf.ragged.constant([r[2] for r in records], dtype=tf.int32)
+    items = tf.data.Dataset.from_tensor_slices((paths, boxes, classes))
+
+    def load(item):
+        path, b, c = item
+        return {"image": tf.io.read_file(path), "boxes": tf.reshape(b, [-1, 4]), "classes": c}
+
+    return Source(items, load, len(records), warnings)
+
+
+def _readable(path: str, warnings: list) -> bool:
+    """A quick header check (not a full decode): is it an image file at all?"""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.size  # noqa: B018
+        return True
+    except (OSError, UnidentifiedImageError) as error:
+        warnings.append(f"{path}: left out, not a readable image ({error})")
+        return False
+
+
+def tfrecord_source(pattern: str) -> Source:
+    """TFRecords of tf.train.Example: image/encoded, image/object/bbox/{xmin,ymin,xmax,ymax}
+    normalised to [0, 1], image/object/class/label 1-based (TF's object-detection convention)."""
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise DataError(f"{pattern}: no TFRecord file matches")
+
+    def load(record):
+        ex = tf.io.parse_single_example(record, TFRECORD_FEATURES)
+        image = ex["image/encoded"]
+        shape = tf.cast(tf.shape(decode_image(image))[:2], tf.float32)
+        coords = [
+            tf.sparse.to_dense(ex[f"image/object/bbox/{k}"])
+            for k in ("xmin", "ymin", "xmax", "ymax")
+        ]
+        boxes = tf.stack(coords, axis=-1) * tf.stack([shape[1], shape[0], shape[1], shape[0]])
+        classes = tf.cast(tf.sparse.to_dense(ex["image/object/class/label"]), tf.int32) - 1
+        return {"image": image, "boxes": boxes, "classes": classes}
+
+    items = tf.data.TFRecordDataset(files)
+    return Source(items, load, None)
+
+
+# ------------------------------------------------------------------------------ augmentation
+
+
+def crop_around(image, boxes, center, size):
+    """The official crop_image: a `size` (h, w) window centred on `center` (cy, cx), zero-padded
+    where it leaves the image; boxes moved with it. Returns (image, boxes)."""
+    shape = tf.shape(image)
+    im_h, im_w = shape[0], shape[1]
+    cty, ctx = center[0], center[1]
+    height, width = size[0], size[1]
+    x0, x1 = tf.maximum(0, ctx - width // 2), tf.minimum(ctx + width // 2, im_w)
+    y0, y1 = tf.maximum(0, cty - height // 2), tf.minimum(cty + height // 2, im_h)
+    left, right = ctx - x0, x1 - ctx
+    top, bottom = cty - y0, y1 - cty
+    pad_top, pad_left = height // 2 - top, width // 2 - left
+    window = image[y0:y1, x0:x1]
+    cropped = tf.pad(
+        window,
+        [
+            [pad_top, height - pad_top - (top + bottom)],
+            [pad_left, width - pad_left - (left + right)],
+            [0, 0],
+        ],
+    )
+    shift = tf.cast(tf.stack([pad_left - x0, pad_top - y0] * 2), boxes.dtype)
+    return cropped, boxes + shift
+
+
+def full_image_crop(image, boxes):
+    """The official evaluation crop: the image centred in a max(h, w) square."""
+    shape = tf.shape(image)
+    side = tf.maximum(shape[0], shape[1])
+    return crop_around(image, boxes, shape[:2] // 2, tf.stack([side, side]))
+
+
+def random_crop(image, boxes, input_size, seed, scales=RANDOM_SCALES, border=BORDER):
+    """The official random_crop: a window of input_size x scale around a random centre."""
+    shape = tf.shape(image)
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    scale = tf.gather(
+        tf.constant(scales, tf.float64),
+        tf.random.stateless_uniform([], seeds[0], 0, len(scales), tf.int32),
+    )
+    size = tf.cast(tf.constant(input_size, tf.float64) * scale, tf.int32)
+
+    def centre(extent, key):
+        b = _border(border, extent)
+        return tf.random.stateless_uniform([], key, b, extent - b, tf.int32)
+
+    center = tf.stack([centre(shape[0], seeds[1]), centre(shape[1], seeds[2])])
+    return crop_around(image, boxes, center, size)
+
+
+def _border(border: int, size):
+    """The official _get_border: border // i for the first i = 1, 2, 4 ... with size - b > b."""
+    i = tf.constant(1)
+    i = tf.while_loop(lambda i: size - border // i <= border // i, lambda i: i * 2, [i])[0]
+    return border // i
+
+
+def resize(image, boxes, size):
+    """Bilinear resize to `size` (h, w), boxes scaled per axis (the official _resize_image)."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    resized = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
+    ratio = tf.constant(size, tf.float32) / shape
+    return resized, boxes * tf.stack([ratio[1], ratio[0], ratio[1], ratio[0]])
+
+
+def flip(image, boxes):
+    """Mirror left-right; x1', x2' = W - x2 - 1, W - x1 - 1 (the official convention)."""
+    width = tf.cast(tf.shape(image)[1], boxes.dtype)
+    x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
+    return tf.reverse(image, [1]), tf.stack([width - x2 - 1, y1, width - x1 - 1, y2], -1)
+
+
+def color_jitter(image, seed, var: float = 0.4):
+    """Brightness, contrast and saturation in a random order; image BGR in [0, 1]."""
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    alphas = 1.0 + tf.random.stateless_uniform([3], seeds[0], -var, var)
+    gray = tf.tensordot(image, tf.constant([0.114, 0.587, 0.299]), 1)[..., None]  # BGR -> Y
+    gray_mean = tf.reduce_mean(gray)
+
+    def brightness(x):
+        return x * alphas[0]
+
+    def contrast(x):
+        return x * alphas[1] + gray_mean * (1 - alphas[1])
+
+    def saturation(x):
+        return x * alphas[2] + gray * (1 - alphas[2])
+
+    steps = (brightness, contrast, saturation)
+    orders = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+    pick = tf.random.stateless_uniform([], seeds[1], 0, 6, tf.int32)
+
+    def apply(order):
+        def run():
+            x = image
+            for k in order:
+                x = steps[k](x)
+            return x
+
+        return run
+
+    return tf.switch_case(pick, [apply(order) for order in orders])
+
+
+def lighting(image, seed, std: float = 0.1):
+    """PCA lighting noise: image += eigvec @ (eigval * N(0, std, 3)), BGR."""
+    alpha = tf.random.stateless_normal([3], seed, stddev=std)
+    shift = tf.linalg.matvec(tf.constant(EIGEN_VECTORS), tf.constant(EIGEN_VALUES) * alpha)
+    return image + shift
+
+
+# --------------------------------------------------------------------------------- pipeline
+
+
+def decode_image(encoded) -> tf.Tensor:
+    """Encoded JPEG/PNG/... -> (H, W, 3) uint8 RGB (grayscale and RGBA converted)."""
+    return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+
+def prepare_example(example, seed, config: Config, training: bool):
+    """One decoded source example -> (normalised BGR image (H, W, 3), targets dict)."""
+    data = config.data
+    input_size = tuple(data.input_size)
+    image = tf.reverse(tf.cast(decode_image(example["image"]), tf.float32), [-1])  # RGB -> BGR
+    boxes = tf.cast(example["boxes"], tf.float32)
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    if training:
+        image, boxes = random_crop(image, boxes, input_size, seeds[0])
+    else:
+        image, boxes = full_image_crop(image, boxes)
+    image, boxes = resize(image, boxes, input_size)
+    if training:
+        flipped = tf.random.stateless_uniform([], seeds[1]) > 0.5
+        image, boxes = tf.cond(flipped, lambda: flip(image, boxes), lambda: (image, boxes))
+    image = image / 255.0
+    if training:
+        image = lighting(color_jitter(image, seeds[2]), seeds[3])
+    image = (image - tf.constant(data.mean_bgr)) / tf.constant(data.std_bgr)
+    image = tf.ensure_shape(image, [*input_size, 3])
+    output_size = ((input_size[0] + 1) // 4, (input_size[1] + 1) // 4)
+    targets = encode_targets(
+        boxes,
+        example["classes"],
+        input_size=input_size,
+        output_size=output_size,
+        num_classes=config.model.num_classes,
+        max_objects=data.max_objects,
+        gaussian_iou=data.gaussian_iou,
+    )
+    return image, targets
+
+
+def make_dataset(
+    source: Source,
+    config: Config,
+    *,
+    batch_size: int,
+    training: bool,
+    seed: int = 0,
+    start: int = 0,
+) -> tf.data.Dataset:
+    """Batches of (images (B, H, W, 3) float32 normalised BGR, targets dict).
+
+    training: shuffled (reshuffled every epoch, deterministic for a seed), augmented, repeated
+    forever, partial batches dropped; `start` skips that many examples (to resume). Otherwise:
+    in order, full-image crop, no augmentation, one pass, the last batch may be smaller.
+    Example k's random augmentation depends only on (seed, k).
+    """
+    items = source.items
+    if training:
+        buffer = source.size or 2048
+        items = items.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    items = items.enumerate().skip(start)
+
+    def prepare(index, item):
+        key = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), index)
+        return prepare_example(source.load(item), key, config, training)
+
+    ds = items.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.ignore_errors(log_warning=True)
+    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
