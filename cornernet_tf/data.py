@@ -317,7 +317,7 @@ def make_dataset(
     seed: int = 0,
     start: int = 0,
 ) -> tf.data.Dataset:
-    """Batches of (images (B, H, W, 3) float32 normalised BGR, targets dict).
+    """Batches of (images (B, H, W, 3) float32 normalised BGR, targets dict; mask as float32).
 
     training: shuffled (reshuffled every epoch, deterministic for a seed), augmented, repeated
     forever, partial batches dropped; `start` skips that many examples (to resume). Otherwise:
@@ -336,4 +336,11 @@ def make_dataset(
 
     ds = items.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.ignore_errors(log_warning=True)
-    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training).map(float_mask)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def float_mask(images, targets):
+    """The mask as float32 0/1: Keras averages a first batch over replicas when it builds a model
+    under a distribution strategy, which fails on bool tensors. The loss accepts either."""
+    return images, {**targets, "mask": tf.cast(targets["mask"], tf.float32)}

@@ -8,6 +8,7 @@ skips exactly the examples already seen, so the data order and augmentation go o
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -80,12 +81,13 @@ def train(
         print(f"warning: {warning}")
 
     t = config.train
+    keras.utils.set_random_seed(t.seed)  # the initial weights (official: torch.manual_seed(317))
     with distribution.scope():
         model = build_model(config)
         optimizer = keras.optimizers.Adam(learning_rate(config))
         model.compile(optimizer=optimizer, jit_compile=t.jit_compile)
         optimizer.build(model.trainable_variables)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    checkpoint = make_checkpoint(model, optimizer)
     manager = tf.train.CheckpointManager(checkpoint, checkpoints, max_to_keep=t.keep_checkpoints)
     best = tf.train.CheckpointManager(checkpoint, out / "best", max_to_keep=1)
     if resume:
@@ -103,10 +105,12 @@ def train(
         seed=t.seed,
         start=start * t.batch_size,
     )
-    val = None
+    val, val_steps = None, None
     if val_source is not None:
         val = make_dataset(val_source, config, batch_size=t.batch_size, training=False)
         val = val.take(t.validation_batches).cache()
+        val_steps = sum(1 for _ in val)
+        val = val.repeat()  # fit reads exactly val_steps batches each time
     logger = TrainingLog(out / "logs", manager, best, config, val)
     callbacks = [logger, keras.callbacks.TensorBoard(out / "logs", update_freq=100)]
     per_chunk = t.checkpoint_every
@@ -119,16 +123,28 @@ def train(
             epochs=chunks,
             initial_epoch=done,
             steps_per_epoch=per_chunk,
+            validation_steps=val_steps if val is not None else None,
             callbacks=callbacks,
             verbose=verbose,
         )
     if logger.stopped:
         raise TrainingError(logger.stopped)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_weights(str(out / "final.weights.h5"))  # every worker: saving is collective
     if chief:
-        model.save_weights(str(out / "final.weights.h5"))
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
         print(f"wrote {out / 'final.weights.h5'} and {out / 'config.yaml'}")
     return model
+
+
+def make_checkpoint(model, optimizer) -> tf.train.Checkpoint:
+    """A checkpoint of every model variable (by path) and the optimizer state.
+
+    tf.train.Checkpoint(model=model) would save none of a Keras 3 model's variables: its layer
+    lists are Keras containers that TF's object tracking does not walk. So they are named here.
+    """
+    variables = {v.path.replace("/", "."): v for v in model.weights}
+    return tf.train.Checkpoint(model_variables=variables, optimizer=optimizer)
 
 
 def _is_chief(distribution) -> bool:
@@ -154,10 +170,14 @@ class TrainingLog(keras.callbacks.Callback):
         self.stopped = ""
         self.writer = tf.summary.create_file_writer(str(log_dir / "images"))
         self.images_every = config.train.log_images_every
+        self.history_path = Path(log_dir) / "history.jsonl"
+        self.history: list[dict] = []
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         step = int(self.model.optimizer.iterations)
+        if loss is not None and step % 10 == 0:
+            self.history.append({"step": step, **{k: float(v) for k, v in logs.items()}})
         if loss is not None and not np.isfinite(float(loss)):
             self.stopped = (
                 f"the loss became {float(loss)} at step {step}; training stopped. The last good "
@@ -177,6 +197,11 @@ class TrainingLog(keras.callbacks.Callback):
         with self.writer.as_default(step=step):
             lr = self.model.optimizer.learning_rate
             tf.summary.scalar("learning_rate", float(lr(step) if callable(lr) else lr))
+        Path(self.history_path).parent.mkdir(parents=True, exist_ok=True)
+        with open(self.history_path, "a") as history:  # running means within each chunk
+            for row in self.history + [{"step": step, **{k: float(v) for k, v in logs.items()}}]:
+                history.write(json.dumps(row) + "\n")
+        self.history = []
         val_loss = logs.get("val_loss")
         if val_loss is not None and val_loss < self.best_loss:
             self.best_loss = float(val_loss)

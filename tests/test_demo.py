@@ -1,13 +1,40 @@
-"""The demo script runs end to end (on the tiny config, to stay fast) and draws its result."""
+"""The demo runs end to end (a few steps on a few small images, to stay fast) and draws."""
+
+import json
 
 from PIL import Image
 
-from tests.helpers import ROOT, run_script
+from tests.helpers import run_script
 
 
-def test_demo_runs_and_draws(tmp_path, capsys):
-    code = run_script("demo", "--config", str(ROOT / "configs/tiny.yaml"), "--out", str(tmp_path))
-    assert code == 0
-    out = capsys.readouterr().out
-    assert "total" in out and "2,030,862" in out and "test procedure" in out
-    assert Image.open(tmp_path / "detections.png").size == (255, 255)
+def test_demo_trains_evaluates_and_draws(tmp_path, capsys):
+    shapes = tmp_path / "shapes"
+    assert (
+        run_script(
+            "make_shapes", "--out", str(shapes), "--train", "8", "--val", "4", "--size", "127"
+        )
+        == 0
+    )
+    overrides = [
+        "data.input_size=[127,127]",
+        f"data.train_annotations={shapes / 'train.json'}",
+        f"data.train_images={shapes / 'train'}",
+        f"data.val_annotations={shapes / 'val.json'}",
+        f"data.val_images={shapes / 'val'}",
+        "train.steps=4",
+        "train.checkpoint_every=2",
+        "train.batch_size=2",
+        "train.validation_batches=1",
+        "train.log_images_every=0",
+    ]
+    out = tmp_path / "demo"
+    assert run_script("demo", "--out", str(out), "--skip-table", *overrides) == 0
+    printed = capsys.readouterr().out
+    assert "AP50" in printed and "== done" in printed
+    assert Image.open(out / "detections.png").size == (127 * 3, 127 * 2)
+    for name in ("loss.png", "precision_recall.png"):
+        assert (out / name).stat().st_size > 1000
+    assert set(json.loads((out / "metrics.json").read_text())) >= {"AP", "AP50", "per_class"}
+    # a second run reuses the trained weights
+    assert run_script("demo", "--out", str(out), "--skip-table", *overrides) == 0
+    assert "using the trained weights" in capsys.readouterr().out

@@ -1,0 +1,247 @@
+"""Training: one step under MirroredStrategy, kill -9 and --resume, MultiWorker, NaN guard,
+and a tiny model that overfits two images."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.helpers import ROOT, run_script
+
+TRAIN = [
+    sys.executable,
+    str(ROOT / "scripts/train.py"),
+    "--config",
+    str(ROOT / "configs/tiny.yaml"),
+]
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shapes")
+    assert (
+        run_script("make_shapes", "--out", str(out), "--train", "12", "--val", "4", "--size", "127")
+        == 0
+    )
+    return out
+
+
+def overrides(shapes, **extra):
+    values = {
+        "data.input_size": "[127,127]",
+        "data.train_annotations": shapes / "train.json",
+        "data.train_images": shapes / "train",
+        "data.val_annotations": shapes / "val.json",
+        "data.val_images": shapes / "val",
+        "train.batch_size": 2,
+        "train.steps": 6,
+        "train.checkpoint_every": 2,
+        "train.validation_batches": 1,
+        "train.log_images_every": 2,
+        **extra,
+    }
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def weights(path):
+    with h5py.File(path) as f:
+        arrays = []
+        f.visititems(
+            lambda name, obj: (
+                arrays.append(np.array(obj)) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
+    return arrays
+
+
+def quiet_env():
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def test_one_step_on_two_replicas_equals_the_per_half_mean_on_one_device():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tests/scripts/mirrored_step.py"), str(ROOT)],
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=300,
+    )
+    line = result.stdout.strip().splitlines()[-1]
+    assert "replicas=2" in line, result.stderr[-2000:]
+    values = dict(item.split("=") for item in line.split())
+    assert values["loss"] == values["reference_loss"]
+    assert float(values["max_update"]) > 1e-2
+    assert float(values["max_diff"]) <= 1e-6  # measured: bit-identical
+
+
+def test_kill_minus_9_then_resume_continues_exactly(shapes, tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    args = ["--quiet"] + overrides(shapes)
+    subprocess.run(
+        TRAIN + ["--out", str(straight)] + args,
+        check=True,
+        env=quiet_env(),
+        timeout=300,
+        capture_output=True,
+    )
+    process = subprocess.Popen(
+        TRAIN + ["--out", str(interrupted)] + args,
+        env=quiet_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while not (interrupted / "checkpoints/ckpt-4.index").exists():
+        assert process.poll() is None and time.time() < deadline, "no checkpoint 4 before the end"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (interrupted / "final.weights.h5").exists()
+    again = subprocess.run(
+        TRAIN + ["--out", str(interrupted)] + args,
+        env=quiet_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 2 and "--resume" in again.stderr  # no silent overwrite
+    resumed = subprocess.run(
+        TRAIN + ["--out", str(interrupted), "--resume"] + args,
+        env=quiet_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stdout and (
+        "at step 4" in resumed.stdout or "at step 2" in resumed.stdout
+    )
+    for a, b in zip(
+        weights(straight / "final.weights.h5"),
+        weights(interrupted / "final.weights.h5"),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert (straight / "best/checkpoint").exists() and list((straight / "logs").rglob("*tfevents*"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_multiworker_two_processes_agree(shapes, tmp_path):
+    ports = [free_port(), free_port()]
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    args = ["--strategy", "multiworker", "--quiet", "--out", str(tmp_path / "mw")]
+    args += overrides(shapes, **{"train.steps": 2, "train.log_images_every": 0})
+    processes = []
+    for index in range(2):
+        env = {
+            **quiet_env(),
+            "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
+        }
+        processes.append(
+            subprocess.Popen(
+                TRAIN + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for p, (_out, err) in zip(processes, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    chief = weights(tmp_path / "mw/final.weights.h5")
+    worker = weights(tmp_path / "mw/.worker_1/final.weights.h5")
+    for a, b in zip(chief, worker, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (tmp_path / "mw/config.yaml").exists()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    from cornernet_tf import build_model, load_config
+    from cornernet_tf.training import TrainingLog
+
+    class Manager:
+        latest_checkpoint = str(tmp_path / "ckpt-4")
+
+        def save(self, checkpoint_number):
+            raise AssertionError("must not save after a NaN")
+
+    model = build_model(load_config(ROOT / "configs/tiny.yaml"))
+    model.compile(optimizer="adam")
+    log = TrainingLog(tmp_path, Manager(), Manager(), load_config(ROOT / "configs/tiny.yaml"), None)
+    log.set_model(model)
+    log.on_train_batch_end(0, {"loss": float("nan")})
+    assert model.stop_training and "became nan" in log.stopped and "ckpt-4" in log.stopped
+    log.on_epoch_end(0, {"loss": float("nan")})  # no save
+
+
+def test_missing_training_data_is_a_clear_error(tmp_path, capsys):
+    code = run_script(
+        "train",
+        "--config",
+        str(ROOT / "configs/tiny.yaml"),
+        "--out",
+        str(tmp_path),
+        "data.train_annotations=null",
+    )
+    assert code == 2 and "no training data" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tiny_model_overfits_two_images(tmp_path):
+    import keras
+
+    from cornernet_tf import build_model, load_config
+    from cornernet_tf.data import coco_source, make_dataset
+    from cornernet_tf.inference import detect_image
+
+    assert (
+        run_script(
+            "make_shapes", "--out", str(tmp_path), "--train", "2", "--val", "1", "--size", "127"
+        )
+        == 0
+    )
+    config = load_config(
+        ROOT / "configs/tiny.yaml", {"data.input_size": [127, 127], "test.flip": False}
+    )
+    source = coco_source(tmp_path / "train.json", tmp_path / "train")
+    data = make_dataset(source, config, batch_size=2, training=False).cache().repeat()
+    keras.utils.set_random_seed(0)
+    model = build_model(config)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    history = model.fit(data, steps_per_epoch=25, epochs=12, verbose=0).history["loss"]
+    assert history[-1] < history[0] / 10, history
+    annotations = json.loads((tmp_path / "train.json").read_text())
+    for info in annotations["images"]:
+        from cornernet_tf.images import read_image
+
+        dets = detect_image(
+            model, tf.constant(read_image(tmp_path / "train" / info["file_name"])), config
+        )
+        boxes, scores, classes = (dets[k].numpy() for k in ("boxes", "scores", "classes"))
+        for ann in (a for a in annotations["annotations"] if a["image_id"] == info["id"]):
+            x, y, w, h = ann["bbox"]
+            found = [
+                iou([x, y, x + w, y + h], b)
+                for b, s, c in zip(boxes, scores, classes, strict=True)
+                if s > 0.3 and c == ann["category_id"] - 1
+            ]
+            assert found and max(found) > 0.7, (ann, boxes[:5], scores[:5], classes[:5])
+
+
+def iou(a, b):
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union
