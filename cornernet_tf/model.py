@@ -128,7 +128,19 @@ class CornerNet(keras.Model):
     def _track(self, terms: dict) -> dict:
         for name, value in terms.items():
             self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces multi-worker outputs with a mean over axis 0, which a scalar lacks.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras averages a first batch over the replicas to build the model symbolically; with
+        # MultiWorkerMirroredStrategy that reduction fails on eager per-replica values. The model
+        # and its optimizer are built before fit (build_model, train), so there is nothing to do.
+        if self.built and (self.optimizer is None or self.optimizer.built):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     @property
     def metrics(self):

@@ -94,8 +94,10 @@ def train(
         if manager.latest_checkpoint is None:
             raise TrainingError(f"--resume: no checkpoint in {checkpoints}")
         checkpoint.restore(manager.latest_checkpoint).expect_partial()
-        print(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations)}")
-    start = int(optimizer.iterations)
+        print(
+            f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}"
+        )
+    start = int(optimizer.iterations.numpy())
 
     dataset = make_dataset(
         train_source,
@@ -175,7 +177,7 @@ class TrainingLog(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        step = int(self.model.optimizer.iterations)
+        step = int(self.model.optimizer.iterations.numpy())
         if loss is not None and step % 10 == 0:
             self.history.append({"step": step, **{k: float(v) for k, v in logs.items()}})
         if loss is not None and not np.isfinite(float(loss)):
@@ -192,7 +194,7 @@ class TrainingLog(keras.callbacks.Callback):
         if self.stopped:
             return
         logs = logs or {}
-        step = int(self.model.optimizer.iterations)
+        step = int(self.model.optimizer.iterations.numpy())
         self.manager.save(checkpoint_number=step)
         with self.writer.as_default(step=step):
             lr = self.model.optimizer.learning_rate

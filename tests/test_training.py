@@ -160,10 +160,16 @@ def test_multiworker_two_processes_agree(shapes, tmp_path):
     outputs = [p.communicate(timeout=300) for p in processes]
     for p, (_out, err) in zip(processes, outputs, strict=True):
         assert p.returncode == 0, err[-3000:]
-    chief = weights(tmp_path / "mw/final.weights.h5")
-    worker = weights(tmp_path / "mw/.worker_1/final.weights.h5")
-    for a, b in zip(chief, worker, strict=True):
-        np.testing.assert_array_equal(a, b)
+    from cornernet_tf import build_model, load_config
+
+    # Trainable weights are synchronised; BN moving statistics are per worker (no SyncBN), as
+    # they are per GPU in the official training.
+    config = load_config(ROOT / "configs/tiny.yaml", {"data.input_size": [127, 127]})
+    chief, worker = build_model(config), build_model(config)
+    chief.load_weights(str(tmp_path / "mw/final.weights.h5"))
+    worker.load_weights(str(tmp_path / "mw/.worker_1/final.weights.h5"))
+    for a, b in zip(chief.trainable_weights, worker.trainable_weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     assert (tmp_path / "mw/config.yaml").exists()
 
 
