@@ -3,7 +3,9 @@
 `train(config, out)` runs keras `fit` in chunks of `train.checkpoint_every` steps; after each
 chunk it saves a checkpoint (TF writes it under a temporary name and renames it), computes the
 validation loss and keeps the best checkpoint. `resume=True` restores the last checkpoint and
-skips exactly the examples already seen, so the data order and augmentation go on unchanged.
+skips exactly the examples already seen, so the data order and augmentation go on unchanged. An
+interrupted run (checkpoints but no final weights) is resumed automatically, as Keras's
+BackupAndRestore does; a finished one is refused unless `resume` is set.
 """
 
 from __future__ import annotations
@@ -72,10 +74,14 @@ def train(
     chief = _is_chief(distribution)
     out = Path(out) if chief else Path(out) / f".worker_{_task_id(distribution)}"
     checkpoints = out / "checkpoints"
-    if checkpoints.exists() and any(checkpoints.iterdir()) and not resume and chief:
-        raise TrainingError(
-            f"{out} already has checkpoints: pass --resume to continue, or choose another --out"
-        )
+    if (checkpoints / "checkpoint").exists() and not resume:
+        if (out / "final.weights.h5").exists() and chief:
+            raise TrainingError(
+                f"{out} holds a finished run: choose another --out, or pass --resume with more "
+                "train.steps to train on"
+            )
+        print(f"{out} holds an interrupted run: resuming it (as BackupAndRestore would)")
+        resume = True
     train_source, val_source = sources(config)
     for warning in train_source.warnings + (val_source.warnings if val_source else []):
         print(f"warning: {warning}")

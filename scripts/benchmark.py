@@ -9,7 +9,10 @@
          511x511, scaled by area), run eagerly, as a tf.function, and with XLA (jit_compile).
 --targets: encode_targets per image at 511 (10 and 100 boxes, 80 classes) and decode of a
          128x128x80 final-stack output, in ms (decode also as a share of the model forward).
-Without --pools/--model/--targets all run.
+--data:  images/s of the training input pipeline at 511 (decode, official augmentation, targets
+         for 80 classes) on one core (tf.data thread pool of 1) and on all cores.
+--train-step: one Hourglass-104 training step, batch 2 at 511, in seconds.
+Without any of these, all run.
 
 --official-src DIR --torch-python PY: also time the official PyTorch model (a princeton-vl/CornerNet
 checkout, run by scripts/official_timing.py under a Python that has torch) in the same run, with
@@ -19,6 +22,7 @@ the same threads, and print time ratios. Its test path includes the official dec
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -125,6 +129,83 @@ def bench_targets(repeats: int) -> dict:
     return {"decode": seconds}
 
 
+def bench_data(repeats: int) -> None:
+    import tempfile
+
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    from cornernet_tf import load_config
+    from cornernet_tf.data import coco_source, make_dataset
+
+    folder = Path(tempfile.mkdtemp())
+    rng = np.random.default_rng(0)
+    images, annotations = [], []
+    for i in range(32):  # COCO-like: 640 x 480 JPEGs, 7 boxes each
+        pixels = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.jpg", quality=90)
+        images.append({"id": i, "file_name": f"{i}.jpg", "width": 640, "height": 480})
+        for k in range(7):
+            x, y = rng.uniform(0, 500), rng.uniform(0, 350)
+            annotations.append(
+                {
+                    "id": i * 10 + k,
+                    "image_id": i,
+                    "category_id": k + 1,
+                    "bbox": [x, y, 100.0, 90.0],
+                    "area": 9000.0,
+                    "iscrowd": 0,
+                }
+            )
+    categories = [{"id": k + 1, "name": str(k)} for k in range(80)]
+    (folder / "a.json").write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+    source = coco_source(folder / "a.json", folder)
+    config = load_config(ROOT / "configs/hourglass104.yaml")
+    print("\nTraining input pipeline, 511 x 511, 80 classes, 640 x 480 JPEG sources (images/s)")
+    for threads in (1, os.cpu_count()):
+        ds = make_dataset(source, config, batch_size=1, training=True, seed=0)
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = threads
+        ds = ds.with_options(options)
+        iterator = iter(ds)
+        for _ in range(8):
+            next(iterator)
+        count = 64
+        start = time.perf_counter()
+        for _ in range(count):
+            next(iterator)
+        rate = count / (time.perf_counter() - start)
+        print(f"  {threads} thread(s): {rate:7.1f} images/s ({rate / threads:.1f} per core)")
+
+
+def bench_train_step(repeats: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    from cornernet_tf import build_model, load_config
+    from cornernet_tf.targets import encode_targets
+
+    config = load_config(ROOT / "configs/hourglass104.yaml")
+    model = build_model(config)
+    model.compile(optimizer=keras.optimizers.Adam(2.5e-4))
+    images = tf.random.stateless_normal([2, 511, 511, 3], seed=[3, 3])
+    one = encode_targets(
+        [[50.0, 60.0, 200.0, 220.0]],
+        [3],
+        input_size=(511, 511),
+        output_size=(128, 128),
+        num_classes=80,
+    )
+    targets = {k: tf.stack([v, v]) for k, v in one.items()}
+    targets["mask"] = tf.cast(targets["mask"], tf.float32)
+    step = tf.function(lambda x, t: model.train_step((x, t)))
+    times = timed(lambda: float(step(images, targets)["loss"]), max(1, repeats // 2))
+    print(f"\nHourglass-104 train step, batch 2 at 511 (Adam, float32): {min(times):.2f} s")
+
+
 def official_seconds(args) -> float:
     """Min seconds of the official test path, from scripts/official_timing.py under torch."""
     command = [
@@ -189,6 +270,8 @@ def main(argv=None) -> int:
     parser.add_argument("--pools", action="store_true")
     parser.add_argument("--model", action="store_true")
     parser.add_argument("--targets", action="store_true")
+    parser.add_argument("--data", action="store_true")
+    parser.add_argument("--train-step", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=511)
     parser.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: TF's)")
@@ -201,10 +284,14 @@ def main(argv=None) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     print(f"TensorFlow {tf.__version__}, {cpu_name()}, {os.cpu_count()} CPUs")
-    everything = not (args.pools or args.model or args.targets)
+    everything = not (args.pools or args.model or args.targets or args.data or args.train_step)
     if args.pools or everything:
         bench_pools(args.repeats)
     timings = bench_targets(args.repeats) if (args.targets or everything) else {}
+    if args.data or everything:
+        bench_data(args.repeats)
+    if args.train_step or everything:
+        bench_train_step(args.repeats)
     if not args.official_src:
         print("(add --official-src CornerNet/ --torch-python PY to time the official model too)")
     if args.model or everything:

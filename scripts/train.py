@@ -10,7 +10,9 @@ data.val_* for the validation loss). Writes to --out:
     best/          the checkpoint with the lowest validation loss
     logs/          TensorBoard: loss terms, learning rate, target and predicted corner heatmaps
     final.weights.h5 and config.yaml at the end
---resume continues from the last checkpoint: same step, same data order and augmentation.
+--resume continues from the last checkpoint: same step, same data order and augmentation; an
+interrupted run in --out (checkpoints, no final weights) is resumed without it, and a finished one
+is refused without it.
 multiworker reads the cluster from TF_CONFIG. A NaN loss stops training with a message and
 leaves the last good checkpoint as it was.
 """

@@ -131,7 +131,9 @@ def test_read_image_converts_and_names_bad_files(tmp_path):
 def tiny_weights(tmp_path_factory):
     from cornernet_tf import build_model, load_config
 
-    model = build_model(load_config(ROOT / "configs/tiny.yaml", {"model.num_classes": 2}))
+    model = build_model(
+        load_config(ROOT / "configs/tiny.yaml", {"model.num_classes": 2, "data.class_names": []})
+    )
     path = tmp_path_factory.mktemp("tiny") / "tiny.weights.h5"
     model.save_weights(str(path))
     return path
@@ -158,6 +160,7 @@ def test_evaluate_script_end_to_end(tmp_path, tiny_weights, capsys):
         "--out",
         str(tmp_path / "out"),
         "model.num_classes=2",
+        "data.class_names=[]",
     )
     assert code == 0
     captured = capsys.readouterr()
@@ -187,6 +190,7 @@ def test_detect_script_draws_and_lists_skipped(tmp_path, tiny_weights, capsys):
         "0.0",
         "--set",
         "model.num_classes=2",
+        "data.class_names=[]",
     )
     assert code == 1
     assert "bad.jpg: not an image" in capsys.readouterr().err

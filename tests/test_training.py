@@ -105,24 +105,19 @@ def test_kill_minus_9_then_resume_continues_exactly(shapes, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (interrupted / "final.weights.h5").exists()
-    again = subprocess.run(
+    # the same command again resumes automatically (BackupAndRestore-style)
+    resumed = subprocess.run(
         TRAIN + ["--out", str(interrupted)] + args,
         env=quiet_env(),
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert again.returncode == 2 and "--resume" in again.stderr  # no silent overwrite
-    resumed = subprocess.run(
-        TRAIN + ["--out", str(interrupted), "--resume"] + args,
-        env=quiet_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resumed from" in resumed.stdout and (
-        "at step 4" in resumed.stdout or "at step 2" in resumed.stdout
+    assert (
+        "interrupted run: resuming it" in resumed.stdout
+        and "resumed from" in resumed.stdout
+        and ("at step 4" in resumed.stdout or "at step 2" in resumed.stdout)
     )
     for a, b in zip(
         weights(straight / "final.weights.h5"),
@@ -131,6 +126,14 @@ def test_kill_minus_9_then_resume_continues_exactly(shapes, tmp_path):
     ):
         np.testing.assert_allclose(a, b, atol=1e-6)
     assert (straight / "best/checkpoint").exists() and list((straight / "logs").rglob("*tfevents*"))
+    finished = subprocess.run(
+        TRAIN + ["--out", str(straight)] + args,
+        env=quiet_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 2 and "finished run" in finished.stderr  # no silent overwrite
 
 
 def free_port():
@@ -171,6 +174,26 @@ def test_multiworker_two_processes_agree(shapes, tmp_path):
     for a, b in zip(chief.trainable_weights, worker.trainable_weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     assert (tmp_path / "mw/config.yaml").exists()
+
+
+def test_mixed_bfloat16_training_runs(shapes, tmp_path):
+    run = subprocess.run(
+        TRAIN
+        + ["--out", str(tmp_path), "--quiet"]
+        + overrides(
+            shapes,
+            **{"train.steps": 2, "train.precision": "mixed_bfloat16", "train.log_images_every": 0},
+        ),
+        env=quiet_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    history = [
+        json.loads(line) for line in (tmp_path / "logs/history.jsonl").read_text().splitlines()
+    ]
+    assert all(np.isfinite(row["loss"]) for row in history)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
