@@ -72,6 +72,7 @@ def read_coco(annotations: str | Path, image_dir: str | Path):
             warnings.append(f"{annotations}: image {image_id} left out: {path} does not exist")
             continue
         anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+        anns = [a for a in anns if _inside(a, info, annotations, warnings)]
         boxes = np.array(
             [
                 [
@@ -97,6 +98,21 @@ class Source:
 
     def __init__(self, items: tf.data.Dataset, load, size: int | None, warnings=()):
         self.items, self.load, self.size, self.warnings = items, load, size, list(warnings)
+
+
+def _inside(ann: dict, info: dict, annotations, warnings: list) -> bool:
+    """False (with a warning naming the annotation) for a box entirely outside its image."""
+    width, height = info.get("width"), info.get("height")
+    if not width or not height:
+        return True
+    x, y, w, h = ann["bbox"]
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        warnings.append(
+            f"{annotations}: annotation {ann.get('id', '?')} of image {info['id']} left out: "
+            f"box {ann['bbox']} lies outside the {width}x{height} image"
+        )
+        return False
+    return True
 
 
 def coco_source(annotations: str | Path, image_dir: str | Path) -> Source:

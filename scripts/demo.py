@@ -46,7 +46,7 @@ def main(argv=None) -> int:
         print_hourglass104_table()
 
     shapes = Path(config.data.train_annotations).parent
-    if not Path(config.data.val_annotations).exists():
+    if not _shapes_ready(config):
         print(f"\n== making the synthetic shapes dataset in {shapes}")
         import importlib.util
 
@@ -84,6 +84,15 @@ def main(argv=None) -> int:
         f"held-out shapes; pictures in {out}/ (detections.png, loss.png, precision_recall.png)"
     )
     return 0
+
+
+def _shapes_ready(config) -> bool:
+    """Is the shapes dataset there, made at the config's input size?"""
+    path = Path(config.data.val_annotations)
+    if not path.exists() or not Path(config.data.train_annotations).exists():
+        return False
+    info = json.loads(path.read_text()).get("info", {})
+    return info.get("size") in (None, config.data.input_size[0])
 
 
 def print_hourglass104_table() -> None:

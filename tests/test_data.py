@@ -158,6 +158,14 @@ def test_missing_and_corrupt_images_are_left_out_with_warnings(shapes, tmp_path)
         (folder / info["file_name"]).write_bytes((shapes / "val" / info["file_name"]).read_bytes())
     (folder / data["images"][0]["file_name"]).write_text("garbage")  # corrupt
     (folder / data["images"][1]["file_name"]).unlink()  # missing
+    data["annotations"].append(
+        {
+            "id": 999,
+            "image_id": data["images"][2]["id"],
+            "category_id": 1,
+            "bbox": [500, 10, 20, 20],
+        }
+    )  # outside the 127 x 127 image
     (tmp_path / "val.json").write_text(json.dumps(data))
     source = coco_source(tmp_path / "val.json", folder)
     assert source.size == len(data["images"]) - 2
@@ -165,3 +173,4 @@ def test_missing_and_corrupt_images_are_left_out_with_warnings(shapes, tmp_path)
     assert any(
         "not a readable image" in w and data["images"][0]["file_name"] in w for w in source.warnings
     )
+    assert any("annotation 999" in w and "outside the 127x127 image" in w for w in source.warnings)
