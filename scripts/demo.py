@@ -150,11 +150,12 @@ def evaluate(config, weights: Path, out: Path) -> dict:
         print(f"  {name:<6} {result[name]:.4f}")
     for name, ap in result["per_class"].items():
         print(f"  AP {name:<10} {ap:.3f}")
-    plot_precision_recall(
-        evaluator.precision_recall(),
-        out / "precision_recall.png",
-        title=f"shapes val: AP {result['AP']:.3f}, AP50 {result['AP50']:.3f}",
-    )
+    if evaluator.coco_eval is not None:  # None when nothing at all was detected
+        plot_precision_recall(
+            evaluator.precision_recall(),
+            out / "precision_recall.png",
+            title=f"shapes val: AP {result['AP']:.3f}, AP50 {result['AP50']:.3f}",
+        )
     width, height = pictures[0].size
     sheet = Image.new("RGB", (width * 3, height * 2), "white")
     for k, picture in enumerate(pictures):

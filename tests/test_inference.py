@@ -185,6 +185,8 @@ def test_empty_image_gives_no_detection():
 
 @pytest.mark.parametrize("merge", [False, True])
 def test_real_model_traced_for_any_image_size(merge):
+    import keras
+
     from cornernet_tf import build_model
     from tests.helpers import ROOT
 
@@ -192,6 +194,7 @@ def test_real_model_traced_for_any_image_size(merge):
         ROOT / "configs/tiny.yaml",
         {"test.scales": [0.5, 1.0], "test.merge_boxes": merge, "test.max_per_image": 20},
     )
+    keras.utils.set_random_seed(2)  # random weights that pair some corners on these images
     model = build_model(config)
     spec = tf.TensorSpec([None, None, 3], tf.uint8)
     fn = tf.function(lambda image: detect_image(model, image, config), input_signature=[spec])
