@@ -5,6 +5,15 @@ from pathlib import Path
 import numpy as np
 
 DATA = Path(__file__).parent / "data"
+# our output keys -> the names of the official fixtures' arrays
+OFFICIAL_NAMES = {
+    "tl_heatmap": "tl_heat",
+    "br_heatmap": "br_heat",
+    "tl_embedding": "tl_tag",
+    "br_embedding": "br_tag",
+    "tl_offset": "tl_regr",
+    "br_offset": "br_regr",
+}
 
 
 def load_fixture(name: str):

@@ -72,16 +72,6 @@ def test_flip_uses_the_official_convention():
     np.testing.assert_array_equal(boxes, [[10 - 4 - 1, 2, 10 - 1 - 1, 3]])
 
 
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    out = tmp_path_factory.mktemp("shapes")
-    assert (
-        run_script("make_shapes", "--out", str(out), "--train", "12", "--val", "4", "--size", "127")
-        == 0
-    )
-    return out
-
-
 def tiny_config(**overrides):
     return load_config(ROOT / "configs/tiny.yaml", {"data.input_size": [127, 127], **overrides})
 

@@ -5,22 +5,13 @@ import pytest
 import tensorflow as tf
 
 from cornernet_tf.decode import CornerDecoder, _top_corners, decode
-from tests.helpers import load_fixture
-
-NAMES = {
-    "tl_heatmap": "tl_heat",
-    "br_heatmap": "br_heat",
-    "tl_embedding": "tl_tag",
-    "br_embedding": "br_tag",
-    "tl_offset": "tl_regr",
-    "br_offset": "br_regr",
-}
+from tests.helpers import OFFICIAL_NAMES, load_fixture
 
 
 def final_stack(ref, stack=None):
     """The fixture's maps as our NHWC output dict (the final stack of S-stacked arrays)."""
     out = {}
-    for key, name in NAMES.items():
+    for key, name in OFFICIAL_NAMES.items():
         value = ref[name] if stack is None else ref[name][stack]
         out[key] = tf.constant(np.transpose(value, (0, 2, 3, 1)))
     return out
@@ -87,7 +78,7 @@ def test_random_weights_give_no_pair_as_officially():
 def test_layer_in_a_traced_function_with_unknown_sizes():
     ref = load_fixture("decode_public.npz")
     layer = CornerDecoder(k=100, kernel=3, ae_threshold=0.5, num_dets=1000)
-    specs = {key: tf.TensorSpec([None, None, None, None], tf.float32) for key in NAMES}
+    specs = {key: tf.TensorSpec([None, None, None, None], tf.float32) for key in OFFICIAL_NAMES}
     fn = tf.function(layer.call, input_signature=[specs])
     assert_same_detections(as_rows(fn(final_stack(ref))), ref["detections"])
     assert CornerDecoder.from_config(layer.get_config()).num_dets == 1000

@@ -13,18 +13,9 @@ import pytest
 
 from cornernet_tf import build_model, load_config
 from cornernet_tf.model import parameter_table
-from tests.helpers import DATA, ROOT, load_fixture, make_weights_module, run_script
+from tests.helpers import DATA, OFFICIAL_NAMES, ROOT, load_fixture, make_weights_module, run_script
 
 pytestmark = pytest.mark.slow
-
-OFFICIAL_NAMES = {
-    "tl_heatmap": "tl_heat",
-    "br_heatmap": "br_heat",
-    "tl_embedding": "tl_tag",
-    "br_embedding": "br_tag",
-    "tl_offset": "tl_regr",
-    "br_offset": "br_regr",
-}
 
 
 @pytest.fixture(scope="module")

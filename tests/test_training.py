@@ -24,16 +24,6 @@ TRAIN = [
 ]
 
 
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    out = tmp_path_factory.mktemp("shapes")
-    assert (
-        run_script("make_shapes", "--out", str(out), "--train", "12", "--val", "4", "--size", "127")
-        == 0
-    )
-    return out
-
-
 def overrides(shapes, **extra):
     values = {
         "data.input_size": "[127,127]",
