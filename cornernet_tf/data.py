@@ -4,8 +4,8 @@ Everything after the source is tf.data with TensorFlow ops (parallel map, no Pyt
 path). Randomness is stateless and keyed by (seed, epoch, example index), so a pipeline is
 deterministic whatever the parallelism, and can be resumed at any position.
 
-Sources yield dicts: `image` (encoded bytes), `boxes` (N, 4) [x1, y1, x2, y2] in image pixels,
-`classes` (N,) 0-based:
+Sources yield dicts: `image` ((H, W, 3) uint8 RGB, decoded once), `boxes` (N, 4)
+[x1, y1, x2, y2] in image pixels, `classes` (N,) 0-based:
     coco_source(annotations.json, image_dir)   COCO JSON (pycocotools) + image folder
     tfrecord_source(file pattern)              tf.train.Example with the usual detection keys
 
@@ -94,7 +94,7 @@ def read_coco(annotations: str | Path, image_dir: str | Path):
 
 class Source:
     """Raw items that are cheap to shuffle and skip (paths, serialised records), and how to load
-    one into {image (encoded bytes), boxes (N, 4) xyxy pixels, classes (N,) 0-based}."""
+    one into {image ((H, W, 3) uint8 RGB), boxes (N, 4) xyxy pixels, classes (N,) 0-based}."""
 
     def __init__(self, items: tf.data.Dataset, load, size: int | None, warnings=()):
         self.items, self.load, self.size, self.warnings = items, load, size, list(warnings)
@@ -128,7 +128,8 @@ def coco_source(annotations: str | Path, image_dir: str | Path) -> Source:
 
     def load(item):
         path, b, c = item
-        return {"image": tf.io.read_file(path), "boxes": tf.reshape(b, [-1, 4]), "classes": c}
+        image = decode_image(tf.io.read_file(path))
+        return {"image": image, "boxes": tf.reshape(b, [-1, 4]), "classes": c}
 
     return Source(items, load, len(records), warnings)
 
@@ -155,8 +156,8 @@ def tfrecord_source(pattern: str) -> Source:
 
     def load(record):
         ex = tf.io.parse_single_example(record, TFRECORD_FEATURES)
-        image = ex["image/encoded"]
-        shape = tf.cast(tf.shape(decode_image(image))[:2], tf.float32)
+        image = decode_image(ex["image/encoded"])
+        shape = tf.cast(tf.shape(image)[:2], tf.float32)
         coords = [
             tf.sparse.to_dense(ex[f"image/object/bbox/{k}"])
             for k in ("xmin", "ymin", "xmax", "ymax")
@@ -295,7 +296,7 @@ def prepare_example(example, seed, config: Config, training: bool):
     """One decoded source example -> (normalised BGR image (H, W, 3), targets dict)."""
     data = config.data
     input_size = tuple(data.input_size)
-    image = tf.reverse(tf.cast(decode_image(example["image"]), tf.float32), [-1])  # RGB -> BGR
+    image = tf.reverse(tf.cast(example["image"], tf.float32), [-1])  # RGB -> BGR
     boxes = tf.cast(example["boxes"], tf.float32)
     seeds = tf.random.experimental.stateless_split(seed, 4)
     if training:

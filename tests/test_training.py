@@ -52,6 +52,13 @@ def weights(path):
     return arrays
 
 
+def train(out, *args):
+    """Runs scripts/train.py with the tiny config into `out` in its own process."""
+    return subprocess.run(
+        TRAIN + ["--out", out, *args], env=quiet_env(), capture_output=True, text=True, timeout=300
+    )
+
+
 def quiet_env():
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -75,13 +82,7 @@ def test_one_step_on_two_replicas_equals_the_per_half_mean_on_one_device():
 def test_kill_minus_9_then_resume_continues_exactly(shapes, tmp_path):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     args = ["--quiet"] + overrides(shapes)
-    subprocess.run(
-        TRAIN + ["--out", str(straight)] + args,
-        check=True,
-        env=quiet_env(),
-        timeout=300,
-        capture_output=True,
-    )
+    assert train(str(straight), *args).returncode == 0
     process = subprocess.Popen(
         TRAIN + ["--out", str(interrupted)] + args,
         env=quiet_env(),
@@ -96,13 +97,7 @@ def test_kill_minus_9_then_resume_continues_exactly(shapes, tmp_path):
     process.wait()
     assert not (interrupted / "final.weights.h5").exists()
     # the same command again resumes automatically (BackupAndRestore-style)
-    resumed = subprocess.run(
-        TRAIN + ["--out", str(interrupted)] + args,
-        env=quiet_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = train(str(interrupted), *args)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (
         "interrupted run: resuming it" in resumed.stdout
@@ -116,13 +111,7 @@ def test_kill_minus_9_then_resume_continues_exactly(shapes, tmp_path):
     ):
         np.testing.assert_allclose(a, b, atol=1e-6)
     assert (straight / "best/checkpoint").exists() and list((straight / "logs").rglob("*tfevents*"))
-    finished = subprocess.run(
-        TRAIN + ["--out", str(straight)] + args,
-        env=quiet_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    finished = train(str(straight), *args)
     assert finished.returncode == 2 and "finished run" in finished.stderr  # no silent overwrite
 
 
@@ -167,18 +156,8 @@ def test_multiworker_two_processes_agree(shapes, tmp_path):
 
 
 def test_mixed_bfloat16_training_runs(shapes, tmp_path):
-    run = subprocess.run(
-        TRAIN
-        + ["--out", str(tmp_path), "--quiet"]
-        + overrides(
-            shapes,
-            **{"train.steps": 2, "train.precision": "mixed_bfloat16", "train.log_images_every": 0},
-        ),
-        env=quiet_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    extra = {"train.steps": 2, "train.precision": "mixed_bfloat16", "train.log_images_every": 0}
+    run = train(str(tmp_path), "--quiet", *overrides(shapes, **extra))
     assert run.returncode == 0, run.stderr[-2000:]
     history = [
         json.loads(line) for line in (tmp_path / "logs/history.jsonl").read_text().splitlines()
