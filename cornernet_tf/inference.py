@@ -31,13 +31,22 @@ from cornernet_tf.decode import decode
 from cornernet_tf.preprocess import normalize_image
 
 
-def scale_geometry(height, width, scale: float, stride: int = 128) -> dict[str, tf.Tensor]:
-    """Sizes and offsets of the official test-time resize and pad of one scale (int32, float32)."""
+def scale_geometry(
+    height, width, scale, stride: int = 128, input_size: int | None = None
+) -> dict[str, tf.Tensor]:
+    """Sizes and offsets of the official test-time resize and pad of one scale (int32, float32).
+
+    input_size=None: the official `new_size | (stride - 1)` input; an int N (N + 1 a multiple of
+    the stride): every image is resized by `scale` and centred in an N x N input instead.
+    """
     # At least one pixel (the official code fails on images that a scale shrinks to nothing).
     new_h = tf.maximum(tf.cast(tf.floor(tf.cast(height, tf.float64) * scale), tf.int32), 1)
     new_w = tf.maximum(tf.cast(tf.floor(tf.cast(width, tf.float64) * scale), tf.int32), 1)
-    inp_h = tf.bitwise.bitwise_or(new_h, stride - 1)
-    inp_w = tf.bitwise.bitwise_or(new_w, stride - 1)
+    if input_size is None:
+        inp_h = tf.bitwise.bitwise_or(new_h, stride - 1)
+        inp_w = tf.bitwise.bitwise_or(new_w, stride - 1)
+    else:
+        inp_h = inp_w = tf.constant(input_size, tf.int32)
     out_h, out_w = (inp_h + 1) // 4, (inp_w + 1) // 4
     return {
         "new_size": tf.stack([new_h, new_w]),
@@ -48,6 +57,24 @@ def scale_geometry(height, width, scale: float, stride: int = 128) -> dict[str, 
         # out / in per axis (float32, as the official ratios array)
         "ratio": tf.cast(tf.stack([out_h / inp_h, out_w / inp_w]), tf.float32),
     }
+
+
+def fit_scale(height, width, input_size: int) -> tf.Tensor:
+    """The scale (float64) that fits an image's longer side into `input_size` pixels."""
+    longer = tf.cast(tf.maximum(height, width), tf.float64)
+    # a hair above N / longer, so that floor(longer * scale) is N and not N - 1
+    return (input_size + 1e-6) / longer
+
+
+def check_input_size(input_size: int, stride: int) -> int:
+    """`input_size` if N + 1 is a multiple of the network stride, else a ValueError."""
+    if input_size < stride - 1 or (input_size + 1) % stride:
+        good = max(stride, (input_size + 1) // stride * stride) - 1
+        raise ValueError(
+            f"input size must be one less than a multiple of {stride} (the network stride), "
+            f"got {input_size}; e.g. {good}"
+        )
+    return input_size
 
 
 def prepare_input(image, geometry: dict, data) -> tf.Tensor:
@@ -63,8 +90,14 @@ def prepare_input(image, geometry: dict, data) -> tf.Tensor:
     return normalize_image(padded, data)
 
 
-def detect_image(model, image, config: Config) -> dict[str, tf.Tensor]:
+def detect_image(
+    model, image, config: Config, input_size: int | None = None
+) -> dict[str, tf.Tensor]:
     """Runs the official test procedure on one RGB image (H, W, 3), uint8 or float in [0, 255].
+
+    input_size=None: each scale of config.test.scales at the official `| (stride - 1)` size;
+    an int N: one scale, the image's longer side fitted to N and centred in an N x N input (a
+    fixed-size graph, as for serving and the browser).
 
     Returns boxes (M, 4) [x1, y1, x2, y2] in image pixels, scores (M,), classes (M,) int32
     0-based, M <= config.test.max_per_image, sorted by score.
@@ -72,10 +105,22 @@ def detect_image(model, image, config: Config) -> dict[str, tf.Tensor]:
     test = config.test
     shape = tf.shape(image)
     stride = 4 * 2**config.model.depth
+    if input_size is None:
+        scales = test.scales
+    else:
+        check_input_size(input_size, stride)
+        if len(test.scales) > 1:
+            raise ValueError(
+                f"a fixed input size ({input_size}) runs one scale, but test.scales is "
+                f"{list(test.scales)}: set test.scales=[1]"
+            )
+        scales = [fit_scale(shape[0], shape[1], input_size)]
     parts = []
-    for scale in test.scales:
-        geometry = scale_geometry(shape[0], shape[1], scale, stride)
+    for scale in scales:
+        geometry = scale_geometry(shape[0], shape[1], scale, stride, input_size)
         inputs = prepare_input(image, geometry, config.data)[None]
+        if input_size is not None:
+            inputs.set_shape([1, input_size, input_size, 3])  # static: for the unrolled pools
         if test.flip:
             inputs = tf.concat([inputs, tf.reverse(inputs, axis=[2])], axis=0)
         dets = decode(
@@ -94,7 +139,7 @@ def detect_image(model, image, config: Config) -> dict[str, tf.Tensor]:
 
         boxes = tf.stack([x1, y1, x2, y2], -1)  # x, y, x, y
         ratio, pad, size = (tf.gather(v, [1, 0, 1, 0]) for v in (ratio, pad, size))
-        boxes = tf.clip_by_value(boxes / ratio - pad, 0.0, size) / scale
+        boxes = tf.clip_by_value(boxes / ratio - pad, 0.0, size) / tf.cast(scale, tf.float32)
         parts.append(
             {
                 "boxes": tf.reshape(boxes, [-1, 4]),
@@ -210,15 +255,15 @@ def soft_nms_merge(
 class Detector:
     """A CornerNet and the test procedure, traced once for RGB uint8 images of any size."""
 
-    def __init__(self, model, config: Config):
-        self.model, self.config = model, config
+    def __init__(self, model, config: Config, input_size: int | None = None):
+        self.model, self.config, self.input_size = model, config, input_size
         spec = tf.TensorSpec([None, None, 3], tf.uint8)
         self._detect = tf.function(
-            lambda image: detect_image(model, image, config), input_signature=[spec]
+            lambda image: detect_image(model, image, config, input_size), input_signature=[spec]
         )
 
     @classmethod
-    def from_files(cls, config_path, weights=None, overrides=None) -> Detector:
+    def from_files(cls, config_path, weights=None, overrides=None, input_size=None) -> Detector:
         """Loads a config (with overrides), builds the model and loads `weights` (.weights.h5)."""
         from cornernet_tf.config import load_config
         from cornernet_tf.model import build_model
@@ -227,7 +272,7 @@ class Detector:
         model = build_model(config)
         if weights:
             model.load_weights(str(weights))
-        return cls(model, config)
+        return cls(model, config, input_size)
 
     def __call__(self, image) -> dict:
         """(H, W, 3) uint8 RGB -> numpy boxes (M, 4) [x1, y1, x2, y2], scores (M,), classes (M,)."""

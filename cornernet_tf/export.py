@@ -1,0 +1,183 @@
+"""SavedModel export for TF Serving (and, from it, the TF.js graph model).
+
+Signatures (outputs as TF's object-detection API: boxes normalised [ymin, xmin, ymax, xmax] of
+the original image, classes 1-based float32, padded to `max_detections` with zeros):
+
+    serving_default: images  tf.string [B], encoded JPEG / PNG / GIF / BMP, any sizes
+    serve_image:     images  tf.uint8 [B, H, W, 3], RGB
+      -> detection_boxes (B, N, 4), detection_scores (B, N), detection_classes (B, N),
+         num_detections (B,)        (float32, N = config.test.max_per_image)
+
+The graph holds the whole official test procedure (decode, resize, pad, BGR normalisation, the
+network, flip test, corner decoding, soft-NMS) and only stock TF ops: the corner pools are the
+pure-TF implementation whatever the model was built with, and there is no py_function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from cornernet_tf.config import Config
+from cornernet_tf.inference import detect_image
+
+OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+SIGNATURES = ("serving_default", "serve_image")
+# the first bytes of the formats tf.io.decode_image reads
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")
+
+
+def pure_tf_model(model, config: Config):
+    """A copy of `model` (same weights) whose corner pools are the pure-TF implementation."""
+    from cornernet_tf.model import build_model
+
+    if model.corner_pool in (None, "tf"):
+        return model
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, corner_pool="tf"))
+    copy = build_model(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def serving_outputs(dets: dict, height, width, max_detections: int) -> dict[str, tf.Tensor]:
+    """detect_image's output for one image -> the padded, normalised serving outputs."""
+    x1, y1, x2, y2 = tf.unstack(dets["boxes"], axis=-1)
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    count = tf.shape(dets["scores"])[0]
+    pad = [[0, max_detections - count]]
+
+    def padded(value):
+        return tf.pad(value, pad + [[0, 0]] * (value.shape.rank - 1))
+
+    return {
+        "detection_boxes": padded(tf.stack([y1 / h, x1 / w, y2 / h, x2 / w], -1)),
+        "detection_scores": padded(dets["scores"]),
+        "detection_classes": padded(tf.cast(dets["classes"] + 1, tf.float32)),
+        "num_detections": tf.cast(count, tf.float32),
+    }
+
+
+def _output_signature(max_detections: int) -> dict[str, tf.TensorSpec]:
+    return {
+        "detection_boxes": tf.TensorSpec([max_detections, 4], tf.float32),
+        "detection_scores": tf.TensorSpec([max_detections], tf.float32),
+        "detection_classes": tf.TensorSpec([max_detections], tf.float32),
+        "num_detections": tf.TensorSpec([], tf.float32),
+    }
+
+
+def check_encoded_image(data, index) -> tf.Tensor:
+    """Decodes one encoded image to (H, W, 3) uint8 RGB after checks that name images[index]."""
+    name = tf.strings.format("images[{}]", index)
+    empty = tf.debugging.Assert(
+        tf.strings.length(data) > 0, [name, "is an empty string, not an encoded image"]
+    )
+    known = tf.reduce_any(
+        [tf.equal(tf.strings.substr(data, 0, len(magic)), magic) for magic in _MAGIC]
+    )
+    unknown = tf.debugging.Assert(
+        known, [name, "is not a JPEG, PNG, GIF or BMP file; its first bytes are",
+                tf.strings.substr(data, 0, 8)]
+    )  # fmt: skip
+    with tf.control_dependencies([empty, unknown]):
+        data = tf.identity(data)
+    image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def checked_batch(images, shape: list, what: str) -> tf.Tensor:
+    """`images` after a run-time check of its rank and known dimensions against `shape`.
+
+    The signatures take inputs of unknown rank and check them here: TF Serving feeds a request
+    without checking it against the signature's shape, and a known rank would let the graph
+    optimiser fold the check away.
+    """
+    actual = tf.shape(images)
+
+    def dims_ok():  # only evaluated once the rank is right
+        known = [tf.equal(actual[i], d) for i, d in enumerate(shape) if d is not None]
+        return tf.reduce_all(known) if known else tf.constant(True)
+
+    ok = tf.cond(tf.equal(tf.size(actual), len(shape)), dims_ok, lambda: tf.constant(False))
+    expected = "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+    check = tf.debugging.Assert(
+        ok,
+        [f"images must be {what} of shape {expected}, got shape", actual],
+    )
+    with tf.control_dependencies([check]):
+        images = tf.identity(images)
+    images.set_shape(shape)  # static only: TF.js 4.22 misreads EnsureShape's partial shapes
+    return images
+
+
+def serving_functions(model, config: Config, input_size: int | None = None) -> dict:
+    """The two signature functions ({name: (function, input_signature)}) of the serving model;
+    for the browser (`browser_function`), only serve_image of one image without the batch loop."""
+    limit = config.test.max_per_image
+    output_signature = _output_signature(limit)
+
+    def one_image(image):
+        tf.debugging.Assert(
+            tf.reduce_all(tf.shape(image)[:2] > 0), ["an image has no pixels:", tf.shape(image)]
+        )
+        dets = detect_image(model, image, config, input_size)
+        return serving_outputs(dets, tf.shape(image)[0], tf.shape(image)[1], limit)
+
+    def serve_image(images):
+        images = checked_batch(images, [None, None, None, 3], "a batch of RGB images")
+        return tf.map_fn(one_image, images, fn_output_signature=output_signature)
+
+    def serve_encoded(images):
+        images = checked_batch(images, [None], "a batch (a list) of encoded images")
+        index = tf.range(tf.shape(images)[0])
+        return tf.map_fn(
+            lambda args: one_image(check_encoded_image(*args)),
+            (images, index),
+            fn_output_signature=output_signature,
+        )
+
+    return {
+        "one_image": one_image,
+        "serving_default": (serve_encoded, [tf.TensorSpec(None, tf.string, name="images")]),
+        "serve_image": (serve_image, [tf.TensorSpec(None, tf.uint8, name="images")]),
+    }
+
+
+def export_saved_model(
+    model,
+    config: Config,
+    path,
+    *,
+    input_size: int | None = None,
+    flip: bool | None = None,
+    browser: bool = False,
+) -> Path:
+    """Writes the serving SavedModel of `model` to `path` (e.g. exported/cornernet/1).
+
+    input_size: None for the official any-size procedure, or N for a fixed N x N input;
+    flip: the flip test (None: config.test.flip); browser: only `serve_image`, for one image
+    (batch 1) and without a loop, the source of the TF.js model. Returns the path.
+    """
+    if flip is not None:
+        config = dataclasses.replace(config, test=dataclasses.replace(config.test, flip=flip))
+    model = pure_tf_model(model, config)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    functions = serving_functions(model, config, input_size)
+    one_image = functions.pop("one_image")
+    if browser:  # TF.js 4.22 cannot run the lowered while loop of tf.map_fn ("LoopExecuted")
+
+        def serve_one(images):
+            images = checked_batch(images, [1, None, None, 3], "one RGB image in a batch")
+            return {key: value[None] for key, value in one_image(images[0]).items()}
+
+        functions = {"serve_image": (serve_one, functions["serve_image"][1])}
+    for name, (function, signature) in functions.items():
+        archive.add_endpoint(name, function, signature)
+    path = Path(path)
+    archive.write_out(str(path), verbose=False)
+    return path

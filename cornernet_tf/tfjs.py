@@ -1,0 +1,123 @@
+"""SavedModel -> TF.js graph model, with the `tensorflowjs` converter in its own virtualenv.
+
+The `tensorflowjs` package cannot live beside this project's TensorFlow (its pins pull an older
+TensorFlow and TensorFlow Decision Forests whose protobuf clashes), so it gets a venv of its own,
+created on first use (`.venv-tfjs` at the repository root, or $CORNERNET_TFJS_VENV) and called as
+a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+# tensorflowjs 4.22 pulls TensorFlow 2.19 and TF Decision Forests 1.12; protobuf 6.31 then
+# replaces the protobuf < 6 that TensorFlow 2.19 asks for (pip warns; the converter needs it).
+# In one pip call the resolver backtracks for many minutes and fails, hence two.
+PACKAGES = ("tensorflowjs==4.22.0", "protobuf==6.31.1")
+QUANTIZATIONS = ("none", "float16", "uint8")
+SHARD_BYTES = 4 * 1024 * 1024
+
+
+class TfjsError(RuntimeError):
+    """The converter venv could not be made, or the conversion failed (its output attached)."""
+
+
+def tool_venv() -> Path:
+    """Where the converter's venv lives."""
+    default = Path(__file__).resolve().parents[1] / ".venv-tfjs"
+    return Path(os.environ.get("CORNERNET_TFJS_VENV", default))
+
+
+def ensure_converter(log=print) -> Path:
+    """The `tensorflowjs_converter` executable, installing its venv first if needed."""
+    root = tool_venv()
+    converter = root / "bin" / "tensorflowjs_converter"
+    stamp = root / ".installed"
+    if converter.exists() and stamp.exists() and stamp.read_text() == " ".join(PACKAGES):
+        return converter
+    log(f"creating the TF.js converter venv {root} ({', '.join(PACKAGES)}; once, a few minutes)")
+    venv.create(root, with_pip=True, clear=True)
+    pip = [str(root / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    for command in [pip + ["--upgrade", "pip"]] + [pip + [package] for package in PACKAGES]:
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            raise TfjsError(
+                f"could not install {' '.join(PACKAGES)} into {root}:\n{done.stderr[-3000:]}"
+            )
+    stamp.write_text(" ".join(PACKAGES))
+    return converter
+
+
+def convert_to_tfjs(
+    saved_model, out, *, signature: str = "serve_image", quantize: str = "none", metadata=None
+) -> Path:
+    """Converts one signature of a SavedModel to a TF.js graph model in `out`.
+
+    Weights in 4 MB shards; quantize: none, float16 or uint8 (weights only; TF.js dequantizes them
+    to float32 when it loads the model). `metadata` (a dict) is written to out/cornernet.json.
+    Returns out/model.json.
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
+    converter = ensure_converter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(converter),
+        "--input_format=tf_saved_model",
+        "--output_format=tfjs_graph_model",
+        f"--signature_name={signature}",
+        "--saved_model_tags=serve",
+        f"--weight_shard_size_bytes={SHARD_BYTES}",
+    ]
+    if quantize != "none":
+        command.append(f"--quantize_{quantize}=*")
+    command += [str(saved_model), str(out)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode or not (out / "model.json").exists():
+        raise TfjsError(
+            f"tensorflowjs_converter failed on {saved_model} (exit {done.returncode}):\n"
+            f"{done.stderr[-4000:]}"
+        )
+    name_outputs(out / "model.json")
+    if metadata is not None:
+        (out / "cornernet.json").write_text(json.dumps(metadata, indent=1))
+    return out / "model.json"
+
+
+def name_outputs(model_json: Path) -> None:
+    """Gives every output of the converted signature its SavedModel name.
+
+    The converter (4.22) keeps some output keys and replaces others by their node names
+    ("Identity_2:0"). The SavedModel's outputs become the nodes Identity, Identity_1, ... in the
+    order of their sorted keys (tf.nest's flattening order), which restores the names.
+    """
+    from cornernet_tf.export import OUTPUT_KEYS
+
+    model = json.loads(model_json.read_text())
+    outputs = model["signature"]["outputs"]
+    by_node = sorted(outputs.values(), key=lambda info: _identity_number(info["name"]))
+    if len(by_node) != len(OUTPUT_KEYS):
+        raise TfjsError(f"{model_json}: expected outputs {OUTPUT_KEYS}, got {list(outputs)}")
+    model["signature"]["outputs"] = dict(zip(sorted(OUTPUT_KEYS), by_node, strict=True))
+    model_json.write_text(json.dumps(model))
+
+
+def _identity_number(name: str) -> int:
+    node = name.split(":")[0]
+    if node == "Identity":
+        return 0
+    if not node.startswith("Identity_"):
+        raise TfjsError(f"unexpected output node {name} in the converted model")
+    return int(node.split("_")[1])
+
+
+if __name__ == "__main__":  # python -m cornernet_tf.tfjs: just make the venv
+    print(ensure_converter())
+    sys.exit(0)

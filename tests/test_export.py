@@ -1,0 +1,167 @@
+"""The serving SavedModel: loaded by stock TensorFlow in a clean process, equal to the in-Python
+test procedure, listed and run by saved_model_cli, stock ops only, bad requests refused."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cornernet_tf import load_config
+from cornernet_tf.export import OUTPUT_KEYS, export_saved_model
+from cornernet_tf.inference import Detector
+from tests.helpers import ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def expected_outputs(detector, paths, limit=100):
+    """The in-Python pipeline's detections as the serving outputs (normalised, 1-based, padded)."""
+    rows = {key: [] for key in OUTPUT_KEYS}
+    for path in paths:
+        image = tf.io.decode_image(Path(path).read_bytes(), channels=3).numpy()
+        dets = detector(image)
+        h, w = image.shape[:2]
+        x1, y1, x2, y2 = dets["boxes"].T
+        count = len(dets["scores"])
+        boxes = np.zeros((limit, 4), np.float32)
+        boxes[:count] = np.stack([y1 / h, x1 / w, y2 / h, x2 / w], -1)
+        scores, classes = np.zeros(limit, np.float32), np.zeros(limit, np.float32)
+        scores[:count], classes[:count] = dets["scores"], dets["classes"] + 1
+        for key, value in zip(OUTPUT_KEYS, (boxes, scores, classes, count), strict=True):
+            rows[key].append(value)
+    return {key: np.array(value) for key, value in rows.items()}
+
+
+def run_clean_process(saved_model, paths, out):
+    """tests/scripts/run_saved_model.py: both signatures, in a process without cornernet_tf."""
+    script = ROOT / "tests" / "scripts" / "run_saved_model.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(saved_model), str(out), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        cwd="/",  # not the repository: the package cannot be imported by accident
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    with np.load(out) as data:
+        return {key: data[key] for key in data.files}
+
+
+def assert_same(outputs, expected, prefix):
+    np.testing.assert_array_equal(outputs[f"{prefix}/num_detections"], expected["num_detections"])
+    for key in ("detection_boxes", "detection_scores", "detection_classes"):
+        np.testing.assert_allclose(
+            outputs[f"{prefix}/{key}"], expected[key], atol=1e-4, err_msg=key
+        )
+
+
+@pytest.fixture(scope="module")
+def any_size(tiny_weights, tmp_path_factory):
+    """The official any-size procedure exported (no --input-size) and its Detector."""
+    detector = Detector.from_files(*tiny_weights)
+    path = export_saved_model(detector.model, detector.config, tmp_path_factory.mktemp("any") / "1")
+    return path, detector
+
+
+def test_any_size_saved_model_equals_the_python_pipeline(any_size, test_images, tmp_path):
+    path, detector = any_size
+    outputs = run_clean_process(path, test_images, tmp_path / "out.npz")
+    expected = expected_outputs(detector, test_images)
+    assert expected["num_detections"].min() > 0, "the seeded model should detect something"
+    assert_same(outputs, expected, "encoded")
+    assert_same(outputs, expected, "image")
+
+
+def test_fixed_size_saved_model_equals_the_python_pipeline(
+    exported, tiny_weights, test_images, tmp_path
+):
+    outputs = run_clean_process(exported["saved_model"], test_images, tmp_path / "out.npz")
+    detector = Detector.from_files(*tiny_weights, input_size=159)
+    expected = expected_outputs(detector, test_images)
+    assert_same(outputs, expected, "encoded")
+    assert_same(outputs, expected, "image")
+    # a 159 x 159 image is not resized: the fixed-size graph equals the official procedure there
+    official = expected_outputs(Detector.from_files(*tiny_weights), test_images[3:])
+    np.testing.assert_allclose(
+        outputs["encoded/detection_boxes"][3], official["detection_boxes"][0], atol=1e-4
+    )
+
+
+def test_export_layout_and_stock_ops_only(exported):
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.framework import op_def_registry
+
+    path = exported["saved_model"]
+    assert (path / "saved_model.pb").is_file() and (
+        path / "variables" / "variables.index"
+    ).is_file()
+    proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    graph = proto.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node}
+    for function in graph.library.function:
+        ops |= {node.op for node in function.node_def}
+    assert not ops & {"PyFunc", "EagerPyFunc", "PyFuncStateless", "CornerPool"}
+    unknown = sorted(op for op in ops if op_def_registry.get(op) is None)
+    assert not unknown, f"ops that stock TensorFlow does not have: {unknown}"
+
+
+def test_saved_model_cli_show_and_run(exported, test_images, tmp_path):
+    path = exported["saved_model"]
+    cli = str(BIN / "saved_model_cli")
+    shown = subprocess.run(
+        [cli, "show", "--dir", str(path), "--all"], capture_output=True, text=True, check=True
+    ).stdout
+    for name in ("serving_default", "serve_image", *OUTPUT_KEYS):
+        assert name in shown
+    image = tf.io.decode_image(test_images[0].read_bytes(), channels=3).numpy()[None]
+    np.save(tmp_path / "image.npy", image)
+    subprocess.run(
+        [cli, "run", "--dir", str(path), "--tag_set", "serve", "--signature_def", "serve_image",
+         "--inputs", f"images={tmp_path / 'image.npy'}", "--outdir", str(tmp_path / "out")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    boxes = np.load(tmp_path / "out" / "detection_boxes.npy")
+    model = tf.saved_model.load(str(path))
+    expected = model.signatures["serve_image"](images=tf.constant(image))["detection_boxes"]
+    np.testing.assert_allclose(boxes, expected.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "signature, request_, message",
+    [
+        ("serving_default", [b""], "images[0] is an empty string"),
+        ("serving_default", [b"GIF8", b"hello world"], "images[1] is not a JPEG, PNG, GIF or BMP"),
+        ("serving_default", [[b"x"]], "a batch (a list) of encoded images of shape [?]"),
+        ("serve_image", np.zeros((8, 8, 3), np.uint8), "batch of RGB images of shape [?, ?, ?, 3]"),
+        ("serve_image", np.zeros((1, 8, 8, 4), np.uint8), "got shape] [1 8 8 4]"),
+        ("serve_image", np.zeros((1, 0, 8, 3), np.uint8), "an image has no pixels"),
+        ("serve_image", np.zeros((1, 8, 8, 3), np.float32), "expected to be a uint8 tensor"),
+    ],
+)
+def test_bad_requests_fail_in_the_signatures_own_checks(exported, signature, request_, message):
+    model = tf.saved_model.load(str(exported["saved_model"]))
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        model.signatures[signature](images=tf.constant(request_))
+    assert message in str(error.value)
+
+
+def test_export_refuses_an_existing_version_and_bad_sizes(exported, tiny_weights, capsys):
+    from tests.helpers import run_script
+
+    config, weights = tiny_weights
+    out = exported["saved_model"].parent
+    args = ["--config", str(config), "--weights", str(weights), "--out", str(out)]
+    assert run_script("export", *args) == 2
+    assert "exists" in capsys.readouterr().err
+    assert run_script("export", *args, "--version", "2", "--input-size", "160") == 2
+    assert "one less than a multiple of 32" in capsys.readouterr().err
+    assert not (out / "2").exists()
+
+
+def test_fixed_input_size_needs_one_scale(tiny_weights):
+    config = load_config(tiny_weights[0], ["test.scales=[0.5,1]"])
+    detector = Detector(Detector.from_files(*tiny_weights).model, config, input_size=159)
+    with pytest.raises(ValueError, match="runs one scale"):
+        detector(np.zeros((20, 20, 3), np.uint8))
