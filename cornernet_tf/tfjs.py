@@ -86,6 +86,7 @@ def convert_to_tfjs(
             f"{done.stderr[-4000:]}"
         )
     name_outputs(out / "model.json")
+    flatten_fused_biases(out / "model.json")
     if metadata is not None:
         (out / "cornernet.json").write_text(json.dumps(metadata, indent=1))
     return out / "model.json"
@@ -106,6 +107,30 @@ def name_outputs(model_json: Path) -> None:
     if len(by_node) != len(OUTPUT_KEYS):
         raise TfjsError(f"{model_json}: expected outputs {OUTPUT_KEYS}, got {list(outputs)}")
     model["signature"]["outputs"] = dict(zip(sorted(OUTPUT_KEYS), by_node, strict=True))
+    model_json.write_text(json.dumps(model))
+
+
+def flatten_fused_biases(model_json: Path) -> None:
+    """Reshapes the (1, 1, 1, C) biases of fused convolutions to (C,).
+
+    Keras adds a conv's bias as a (1, 1, 1, C) tensor; the converter makes it rank 1 when it fuses
+    it into _FusedConv2D, except for C = 1 (the embedding heads), which TF.js's WASM and WebGL
+    backends then refuse ("FusedConv2D only supports rank-1 bias"). Same bytes, new shape.
+    """
+    model = json.loads(model_json.read_text())
+    nodes = model["modelTopology"]["node"]
+    biases = {node["input"][2].split(":")[0] for node in nodes if node["op"] == "_FusedConv2D"}
+    other_uses = {
+        name.split(":")[0]
+        for node in nodes
+        for i, name in enumerate(node.get("input", []))
+        if not (node["op"] == "_FusedConv2D" and i == 2)
+    }
+    for group in model["weightsManifest"]:
+        for weight in group["weights"]:
+            shape = weight["shape"]
+            if weight["name"] in biases - other_uses and len(shape) == 4 and shape[:3] == [1, 1, 1]:
+                weight["shape"] = shape[3:]
     model_json.write_text(json.dumps(model))
 
 
