@@ -50,25 +50,30 @@ def decode(
     best, pairs = tf.math.top_k(tf.reshape(scores, shape), k=num_dets)
     tl_index, br_index = pairs // k, pairs % k
 
-    def take(values, index):
-        return tf.gather(values, index, batch_dims=1)
-
     boxes = tf.stack(
         [
-            take(tl["xs"], tl_index),
-            take(tl["ys"], tl_index),
-            take(br["xs"], br_index),
-            take(br["ys"], br_index),
+            gather_rows(tl["xs"], tl_index),
+            gather_rows(tl["ys"], tl_index),
+            gather_rows(br["xs"], br_index),
+            gather_rows(br["ys"], br_index),
         ],
         axis=-1,
     )
     return {
         "boxes": boxes,
         "scores": best,
-        "tl_scores": take(tl["scores"], tl_index),
-        "br_scores": take(br["scores"], br_index),
-        "classes": take(tl["classes"], tl_index),
+        "tl_scores": gather_rows(tl["scores"], tl_index),
+        "br_scores": gather_rows(br["scores"], br_index),
+        "classes": gather_rows(tl["classes"], tl_index),
     }
+
+
+def gather_rows(values, index) -> tf.Tensor:
+    """values (B, N, ...) at index (B, K) -> (B, K, ...): tf.gather(..., batch_dims=1) as one
+    flat gather, because TF.js's WASM backend (4.22) gets batch_dims=1 wrong."""
+    shape = tf.shape(values)
+    flat = tf.reshape(values, tf.concat([[-1], shape[2:]], 0))
+    return tf.gather(flat, index + tf.range(shape[0])[:, None] * shape[1])
 
 
 def _top_corners(heatmap, offset, embedding, k: int, kernel: int) -> dict[str, tf.Tensor]:
@@ -86,14 +91,14 @@ def _top_corners(heatmap, offset, embedding, k: int, kernel: int) -> dict[str, t
     cls, position = index // area, index % area
     ys, xs = position // width, position % width
     offset = tf.reshape(tf.cast(offset, tf.float32), tf.stack([batch, area, 2]))
-    offset = tf.gather(offset, position, batch_dims=1)
+    offset = gather_rows(offset, position)
     embedding = tf.reshape(tf.cast(embedding, tf.float32), tf.stack([batch, area]))
     return {
         "scores": scores,
         "classes": tf.cast(cls, tf.int32),
         "xs": tf.cast(xs, tf.float32) + offset[..., 0],
         "ys": tf.cast(ys, tf.float32) + offset[..., 1],
-        "embeddings": tf.gather(embedding, position, batch_dims=1),
+        "embeddings": gather_rows(embedding, position),
         "index": position,
     }
 

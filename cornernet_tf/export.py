@@ -71,17 +71,22 @@ def _output_signature(max_detections: int) -> dict[str, tf.TensorSpec]:
 
 def check_encoded_image(data, index) -> tf.Tensor:
     """Decodes one encoded image to (H, W, 3) uint8 RGB after checks that name images[index]."""
-    name = tf.strings.format("images[{}]", index)
     empty = tf.debugging.Assert(
-        tf.strings.length(data) > 0, [name, "is an empty string, not an encoded image"]
+        tf.strings.length(data) > 0,
+        [tf.strings.format("images[{}] is an empty string, not an encoded image", index)],
     )
     known = tf.reduce_any(
         [tf.equal(tf.strings.substr(data, 0, len(magic)), magic) for magic in _MAGIC]
     )
     unknown = tf.debugging.Assert(
-        known, [name, "is not a JPEG, PNG, GIF or BMP file; its first bytes are",
-                tf.strings.substr(data, 0, 8)]
-    )  # fmt: skip
+        known,
+        [
+            tf.strings.format(
+                "images[{}] is not a JPEG, PNG, GIF or BMP file; it starts with {}",
+                (index, tf.strings.substr(data, 0, 8)),
+            )
+        ],
+    )
     with tf.control_dependencies([empty, unknown]):
         data = tf.identity(data)
     image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
@@ -106,7 +111,8 @@ def checked_batch(images, shape: list, what: str) -> tf.Tensor:
     expected = "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
     check = tf.debugging.Assert(
         ok,
-        [f"images must be {what} of shape {expected}, got shape", actual],
+        [f"images must be {what} of shape {expected}, got shape", actual],  # no StringFormat:
+        summarize=8,  # TF.js has no such op
     )
     with tf.control_dependencies([check]):
         images = tf.identity(images)
@@ -122,7 +128,9 @@ def serving_functions(model, config: Config, input_size: int | None = None) -> d
 
     def one_image(image):
         tf.debugging.Assert(
-            tf.reduce_all(tf.shape(image)[:2] > 0), ["an image has no pixels:", tf.shape(image)]
+            tf.reduce_all(tf.shape(image)[:2] > 0),
+            ["an image has no pixels: its shape is", tf.shape(image)],
+            summarize=8,
         )
         dets = detect_image(model, image, config, input_size)
         return serving_outputs(dets, tf.shape(image)[0], tf.shape(image)[1], limit)

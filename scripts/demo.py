@@ -7,7 +7,9 @@
 2. the synthetic shapes dataset (scripts/make_shapes.py) in runs/shapes, unless it is there;
 3. training of the tiny config on it (resumes an interrupted run; --fresh starts over);
 4. COCO evaluation of the trained model on the held-out split, with the official test procedure;
-5. pictures: detections on validation images, the loss curve, the precision-recall curve.
+5. pictures: detections on validation images, the loss curve, the precision-recall curve;
+6. export: a SavedModel for TF Serving (exported/cornernet/1) and a TF.js model
+   (exported/cornernet_tfjs) for the browser demo (`make web`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/demo", help="output folder")
     parser.add_argument("--fresh", action="store_true", help="retrain from scratch")
     parser.add_argument("--skip-table", action="store_true", help="no Hourglass-104 table")
+    parser.add_argument("--export", default="exported", help="folder of the exported models")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_intermixed_args(argv)
     start = time.perf_counter()
@@ -78,6 +81,8 @@ def main(argv=None) -> int:
 
     result = evaluate(config, weights, out)
     plot_loss(train_dir / "logs/history.jsonl", out / "loss.png")
+    if export(train_dir, weights, Path(args.export)) != 0:
+        return 1
     minutes = (time.perf_counter() - start) / 60
     print(
         f"\n== done in {minutes:.1f} min: AP {result['AP']:.3f}, AP50 {result['AP50']:.3f} on the "
@@ -163,6 +168,20 @@ def evaluate(config, weights: Path, out: Path) -> dict:
     sheet.save(out / "detections.png")
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def export(train_dir: Path, weights: Path, folder: Path) -> int:
+    """scripts/export.py: the SavedModel (official any-size procedure) and the TF.js model."""
+    import importlib.util
+
+    print(f"\n== exporting to {folder}/cornernet/1 (SavedModel) and {folder}/cornernet_tfjs")
+    spec = importlib.util.spec_from_file_location("export", ROOT / "scripts/export.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script.main(
+        ["--config", str(train_dir / "config.yaml"), "--weights", str(weights), "--overwrite",
+         "--out", str(folder / "cornernet"), "--tfjs", str(folder / "cornernet_tfjs")]
+    )  # fmt: skip
 
 
 def plot_loss(history: Path, path: Path) -> None:

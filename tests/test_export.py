@@ -132,7 +132,12 @@ def test_saved_model_cli_show_and_run(exported, test_images, tmp_path):
     "signature, request_, message",
     [
         ("serving_default", [b""], "images[0] is an empty string"),
-        ("serving_default", [b"GIF8", b"hello world"], "images[1] is not a JPEG, PNG, GIF or BMP"),
+        (
+            "serving_default",
+            ["image", b"hello world"],
+            "images[1] is not a JPEG, PNG, GIF or BMP file; it starts with",
+        ),
+        ("serving_default", ["image", "truncated"], "Invalid PNG data"),
         ("serving_default", [[b"x"]], "a batch (a list) of encoded images of shape [?]"),
         ("serve_image", np.zeros((8, 8, 3), np.uint8), "batch of RGB images of shape [?, ?, ?, 3]"),
         ("serve_image", np.zeros((1, 8, 8, 4), np.uint8), "got shape] [1 8 8 4]"),
@@ -140,8 +145,13 @@ def test_saved_model_cli_show_and_run(exported, test_images, tmp_path):
         ("serve_image", np.zeros((1, 8, 8, 3), np.float32), "expected to be a uint8 tensor"),
     ],
 )
-def test_bad_requests_fail_in_the_signatures_own_checks(exported, signature, request_, message):
+def test_bad_requests_fail_in_the_signatures_own_checks(
+    exported, test_images, signature, request_, message
+):
     model = tf.saved_model.load(str(exported["saved_model"]))
+    png = test_images[0].read_bytes()
+    if isinstance(request_, list) and "image" in request_:
+        request_ = [{"image": png, "truncated": png[:100]}.get(r, r) for r in request_]
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
         model.signatures[signature](images=tf.constant(request_))
     assert message in str(error.value)

@@ -1,17 +1,19 @@
 // Runs the TF.js graph model in Node with the pure-JS backend of @tensorflow/tfjs (no native
 // bindings), loading the model files from disk; used by the tests and the benchmark.
 //
-//   node web/run_node.mjs MODEL_DIR IMAGE.json OUT.json [REPEATS]
+//   node web/run_node.mjs MODEL_DIR IMAGES.json OUT.json [REPEATS] [cpu|wasm]
 //
-// IMAGE.json: {"height": H, "width": W, "rgb": base64 of H*W*3 uint8}. OUT.json: every output
-// by its signature name ({"shape", "data"}), the backend and the time of each run in ms.
+// IMAGES.json: a list of {"height": H, "width": W, "rgb": base64 of H*W*3 uint8}. OUT.json: a
+// list, per image, of every output by its signature name ({"shape", "data"}) and the time of
+// each of the REPEATS runs (default 1) in ms; and the backend (default cpu, the pure-JS one).
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
 
-const [modelDir, imagePath, outPath, repeats = '1'] = process.argv.slice(2);
+const [modelDir, imagePath, outPath, repeats = '1', backend = 'cpu'] = process.argv.slice(2);
 if (!outPath) {
-  console.error('usage: node run_node.mjs MODEL_DIR IMAGE.json OUT.json [REPEATS]');
+  console.error('usage: node run_node.mjs MODEL_DIR IMAGES.json OUT.json [REPEATS] [cpu|wasm]');
   process.exit(2);
 }
 
@@ -41,24 +43,28 @@ function fileHandler(dir) {
   };
 }
 
-await tf.setBackend('cpu');
+await tf.setBackend(backend);
 const model = await tf.loadGraphModel(fileHandler(modelDir));
-const image = JSON.parse(fs.readFileSync(imagePath, 'utf8'));
-const pixels = new Uint8Array(Buffer.from(image.rgb, 'base64'));
-const input = tf.tensor(pixels, [1, image.height, image.width, 3], 'int32');
 const names = Object.keys(model.signature.outputs);
 const nodes = names.map((name) => model.signature.outputs[name].name);
-const times = [];
-let outputs;
-for (let i = 0; i < Number(repeats); i++) {
-  if (outputs) tf.dispose(outputs);
-  const start = performance.now();
-  outputs = await model.executeAsync({ images: input }, nodes);
-  await Promise.all(outputs.map((t) => t.data()));
-  times.push(performance.now() - start);
+const images = [];
+for (const image of JSON.parse(fs.readFileSync(imagePath, 'utf8'))) {
+  const pixels = new Uint8Array(Buffer.from(image.rgb, 'base64'));
+  const input = tf.tensor(pixels, [1, image.height, image.width, 3], 'int32');
+  const times = [];
+  let outputs;
+  for (let i = 0; i < Number(repeats); i++) {
+    if (outputs) tf.dispose(outputs);
+    const start = performance.now();
+    outputs = await model.executeAsync({ images: input }, nodes);
+    await Promise.all(outputs.map((t) => t.data()));
+    times.push(performance.now() - start);
+  }
+  const result = { times_ms: times, outputs: {} };
+  for (let i = 0; i < names.length; i++) {
+    result.outputs[names[i]] = { shape: outputs[i].shape, data: Array.from(await outputs[i].data()) };
+  }
+  tf.dispose([input, ...outputs]);
+  images.push(result);
 }
-const result = { backend: tf.getBackend(), times_ms: times, outputs: {} };
-for (let i = 0; i < names.length; i++) {
-  result.outputs[names[i]] = { shape: outputs[i].shape, data: Array.from(await outputs[i].data()) };
-}
-fs.writeFileSync(outPath, JSON.stringify(result));
+fs.writeFileSync(outPath, JSON.stringify({ backend: tf.getBackend(), images }));

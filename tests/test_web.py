@@ -1,0 +1,146 @@
+"""The TF.js model: in Node (pure-JS and WASM backends) and in the browser page (headless
+Chromium), its outputs equal the SavedModel's on the same image."""
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.helpers import ROOT
+
+WEB = ROOT / "web"
+TOLERANCE = 1e-3
+
+
+def node() -> str:
+    found = shutil.which("node")
+    assert found, "Node.js (node) is needed for the TF.js tests: install nodejs"
+    assert (WEB / "node_modules" / "@tensorflow" / "tfjs").is_dir(), (
+        "web/node_modules is missing: `make test` runs npm ci in web/ (or: cd web && npm ci)"
+    )
+    return found
+
+
+def decoded(path):
+    return tf.io.decode_image(path.read_bytes(), channels=3).numpy()
+
+
+def saved_model_outputs(exported, image) -> dict:
+    model = tf.saved_model.load(str(exported["saved_model"]))
+    outputs = model.signatures["serve_image"](images=tf.constant(image[None]))
+    return {key: value.numpy() for key, value in outputs.items()}
+
+
+def assert_close(js_outputs: dict, expected: dict):
+    """Same detections within TOLERANCE. Rows whose scores differ by less than the tolerance may
+    swap places (WASM sums in another order than TF), so rows are matched, not compared by index;
+    those at the 100-detection cut-off, which a near tie can exchange, are not required."""
+    js = {key: np.asarray(js_outputs[key]).reshape(value.shape) for key, value in expected.items()}
+    count = int(expected["num_detections"][0])
+    assert int(js["num_detections"][0]) == count
+    scores = expected["detection_scores"][0, :count]
+    np.testing.assert_allclose(js["detection_scores"][0, :count], scores, atol=TOLERANCE)
+    rows = np.concatenate(
+        [expected["detection_boxes"][0, :count], scores[:, None],
+         expected["detection_classes"][0, :count, None]], 1,
+    )  # fmt: skip
+    for i in range(count):
+        row = np.concatenate(
+            [js["detection_boxes"][0, i], js["detection_scores"][0, i : i + 1],
+             js["detection_classes"][0, i : i + 1]]
+        )  # fmt: skip
+        if row[4] < scores[-1] + TOLERANCE:
+            continue
+        matches = np.abs(rows - row).max(1) < TOLERANCE
+        assert matches.any(), f"detection {i} {row.tolist()} is not among the SavedModel's"
+
+
+@pytest.mark.parametrize("backend", ["cpu", "wasm"])
+def test_node_outputs_equal_the_saved_model(exported, test_images, tmp_path, backend):
+    images = [decoded(path) for path in test_images[:2]]  # 127 x 127 and 90 x 160
+    request = [
+        {
+            "height": im.shape[0],
+            "width": im.shape[1],
+            "rgb": base64.b64encode(im.tobytes()).decode(),
+        }
+        for im in images
+    ]
+    (tmp_path / "images.json").write_text(json.dumps(request))
+    done = subprocess.run(
+        [node(), str(WEB / "run_node.mjs"), str(exported["tfjs"]), str(tmp_path / "images.json"),
+         str(tmp_path / "out.json"), "1", backend],
+        capture_output=True, text=True, cwd=WEB,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["backend"] == backend
+    for image, answer in zip(images, result["images"], strict=True):
+        expected = saved_model_outputs(exported, image)
+        assert expected["num_detections"][0] > 0
+        assert_close({k: v["data"] for k, v in answer["outputs"].items()}, expected)
+
+
+def test_tfjs_model_files(exported):
+    model = json.loads((exported["tfjs"] / "model.json").read_text())
+    meta = json.loads((exported["tfjs"] / "cornernet.json").read_text())
+    assert meta["class_names"] == ["circle", "square", "triangle", "star"]
+    assert meta["input_size"] == 159
+    assert sorted(model["signature"]["outputs"]) == sorted(
+        ["detection_boxes", "detection_scores", "detection_classes", "num_detections"]
+    )
+    shards = model["weightsManifest"][0]["paths"]
+    assert len(shards) > 1 and all((exported["tfjs"] / p).stat().st_size <= 4 << 20 for p in shards)
+
+
+@pytest.fixture(scope="module")
+def web_server(exported, test_images, tmp_path_factory):
+    """web/build.mjs on the exported TF.js model, served by scripts/serve_web.py on a free port."""
+    dist = tmp_path_factory.mktemp("web") / "dist"
+    subprocess.run(
+        [node(), str(WEB / "build.mjs"), "--model", str(exported["tfjs"]), "--out", str(dist),
+         "--sample", str(test_images[0])],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "serve_web.py"), "--dir", str(dist), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = server.stdout.readline()
+    assert "serving" in line, line
+    yield line.split()[-1]
+    server.terminate()
+    server.wait(10)
+
+
+@pytest.mark.parametrize("backend", ["wasm", "cpu"])
+def test_chromium_page_draws_the_saved_models_detections(
+    web_server, exported, test_images, tmp_path, backend
+):
+    screenshot = tmp_path / "page.png"
+    done = subprocess.run(
+        [node(), str(WEB / "browser_check.mjs"), f"{web_server}?backend={backend}",
+         str(test_images[0]), str(tmp_path / "state.json"), str(screenshot)],
+        capture_output=True, text=True, cwd=WEB, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, f"headless Chromium run failed:\n{done.stderr[-3000:]}"
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["backend"] == backend
+    expected = saved_model_outputs(exported, decoded(test_images[0]))
+    assert_close(state["result"]["raw"], expected)
+    count = int(expected["num_detections"][0])
+    detections = state["result"]["detections"]
+    assert len(detections) == count
+    ymin, xmin, ymax, xmax = expected["detection_boxes"][0, 0] * 127  # the image is 127 x 127
+    np.testing.assert_allclose(detections[0]["box"], [xmin, ymin, xmax, ymax], atol=0.2)
+    # the table lists what is drawn: the detections scoring >= the default threshold 0.3
+    assert state["rows"] == int((expected["detection_scores"][0, :count] >= 0.3).sum())
+    assert f"backend {backend}" in state["status"]
+    assert not [m for m in state["console"] if m.startswith(("error", "pageerror"))]
+    assert screenshot.stat().st_size > 10_000
