@@ -4,7 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint benchmark clean
+NODE_STAMP := web/node_modules/.installed
+WEB_MODEL ?= exported/cornernet_tfjs
+WEB_SAMPLE ?= $(firstword $(wildcard runs/shapes/val/*.png))
+
+.PHONY: demo test test-fast lint benchmark clean web serve-web browser
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +19,28 @@ $(STAMP): pyproject.toml setup.py
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
-test: $(STAMP)
+# npm packages of the browser demo and its tests (@tensorflow/tfjs, playwright-core)
+$(NODE_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+# Debian's Chromium for the browser tests (the tests fail with the reason if it is missing)
+browser:
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	} || echo "warning: could not install chromium; the browser tests will fail"
+
+test: $(STAMP) $(NODE_STAMP) browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# the browser demo: web/dist from web/src, the vendored TF.js files and $(WEB_MODEL)
+web: $(NODE_STAMP)
+	node web/build.mjs --model $(WEB_MODEL) $(if $(WEB_SAMPLE),--sample $(WEB_SAMPLE))
+
+serve-web: $(STAMP)
+	$(PY) scripts/serve_web.py
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
@@ -30,4 +53,4 @@ benchmark: $(STAMP)
 	$(PY) scripts/benchmark.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-tfjs .pytest_cache .ruff_cache *.egg-info web/node_modules web/dist
