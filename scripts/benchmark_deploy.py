@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Deployment benchmark: export sizes, latency of the Keras model, the SavedModel and the TF.js
+model (Node and headless Chromium), and the COCO AP of the TF.js model with quantised weights.
+
+    python scripts/benchmark_deploy.py [--config runs/demo/train/config.yaml]
+        [--weights runs/demo/train/final.weights.h5] [--annotations runs/shapes/val.json]
+        [--images runs/shapes/val] [--repeats 10] [--limit 100]
+
+Defaults are what `make demo` leaves behind. Needs Node.js with web/node_modules (make web) and,
+for the Chromium rows, /usr/bin/chromium. One image, batch 1, median of --repeats runs after a
+warm-up run; all rows in one run on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+WEB = ROOT / "web"
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 1e6
+
+
+def run_node(model_dir: Path, images: list, repeats: int, backend: str, scratch: Path) -> dict:
+    """web/run_node.mjs on decoded images; returns its JSON."""
+    request = [
+        {
+            "height": im.shape[0],
+            "width": im.shape[1],
+            "rgb": base64.b64encode(im.tobytes()).decode(),
+        }
+        for im in images
+    ]
+    (scratch / "images.json").write_text(json.dumps(request))
+    command = ["node", str(WEB / "run_node.mjs"), str(model_dir), str(scratch / "images.json"),
+               str(scratch / "out.json"), str(repeats), backend]  # fmt: skip
+    subprocess.run(command, check=True, cwd=WEB, capture_output=True)
+    return json.loads((scratch / "out.json").read_text())
+
+
+def chromium_ms(dist: Path, image: Path, backend: str | None, repeats: int, scratch: Path):
+    """(backend, median ms) of the page in headless Chromium, or None if it cannot run."""
+    if not Path("/usr/bin/chromium").exists():
+        return None
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts/serve_web.py"), "--dir", str(dist), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = server.stdout.readline().split()[-1] + (f"?backend={backend}" if backend else "")
+        subprocess.run(
+            ["node", str(WEB / "browser_check.mjs"), url, str(image), str(scratch / "state.json"),
+             str(scratch / "page.png"), str(repeats)],
+            check=True, cwd=WEB, capture_output=True, timeout=600,
+        )  # fmt: skip
+    finally:
+        server.terminate()
+    state = json.loads((scratch / "state.json").read_text())
+    return state["backend"], statistics.median(state["times_ms"])
+
+
+def coco_ap(outputs: list[dict], infos: list[dict], annotations: str) -> dict:
+    """COCO AP of serving-format outputs (one dict per image, batch 1)."""
+    import numpy as np
+
+    from cornernet_tf.evaluate import CocoEvaluator
+
+    evaluator = CocoEvaluator(annotations)
+    for out, info in zip(outputs, infos, strict=True):
+        count = int(np.asarray(out["num_detections"]).reshape(-1)[0])
+        boxes = np.asarray(out["detection_boxes"]).reshape(-1, 4)[:count]
+        h, w = info["height"], info["width"]
+        ymin, xmin, ymax, xmax = boxes.T
+        evaluator.update(
+            info["id"],
+            np.stack([xmin * w, ymin * h, xmax * w, ymax * h], -1),
+            np.asarray(out["detection_scores"]).reshape(-1)[:count],
+            np.asarray(out["detection_classes"]).reshape(-1)[:count].astype(int) - 1,
+        )
+    return evaluator.result()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="runs/demo/train/config.yaml")
+    parser.add_argument("--weights", default="runs/demo/train/final.weights.h5")
+    parser.add_argument("--annotations", default="runs/shapes/val.json")
+    parser.add_argument("--images", default="runs/shapes/val")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--limit", type=int, default=100, help="images for the AP table")
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import tensorflow as tf
+    from pycocotools.coco import COCO
+
+    from cornernet_tf.export import export_saved_model
+    from cornernet_tf.inference import Detector
+    from cornernet_tf.tfjs import convert_to_tfjs
+
+    for path in (args.config, args.weights, args.annotations):
+        if not Path(path).exists():
+            print(f"error: {path} is missing (run `make demo` first)", file=sys.stderr)
+            return 2
+    detector = Detector.from_files(args.config, args.weights)
+    config = detector.config
+    size = max(config.data.input_size)
+    infos = sorted(COCO(args.annotations).imgs.values(), key=lambda info: info["id"])
+    infos = infos[: args.limit]
+    paths = [Path(args.images) / info["file_name"] for info in infos]
+    images = [tf.io.decode_image(p.read_bytes(), channels=3).numpy() for p in paths]
+    first, encoded = images[0], paths[0].read_bytes()
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; model {args.weights}, input {size}")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        print("\nexporting ...", flush=True)
+        saved = export_saved_model(detector.model, config, scratch / "saved" / "1")
+        browser = export_saved_model(
+            detector.model, config, scratch / "browser", input_size=size, browser=True
+        )
+        tfjs = {}
+        for quantize in ("none", "float16", "uint8"):
+            tfjs[quantize] = scratch / f"tfjs_{quantize}"
+            convert_to_tfjs(browser, tfjs[quantize], quantize=quantize, metadata={
+                "class_names": list(config.data.class_names), "input_size": size, "flip": True,
+                "quantize": quantize, "weights": args.weights})  # fmt: skip
+
+        print(f"\nExport sizes (MB)\n  SavedModel               {folder_mb(saved):7.1f}")
+        for quantize, path in tfjs.items():
+            print(f"  TF.js, weights {quantize:<8}  {folder_mb(path):7.1f}")
+
+        loaded = tf.saved_model.load(str(saved))
+        rows = [
+            ("Keras model + test procedure (Detector)", median_ms(
+                lambda: detector(first), args.repeats)),
+            ("SavedModel serving_default (PNG bytes)", median_ms(
+                lambda: loaded.signatures["serving_default"](images=tf.constant([encoded])),
+                args.repeats)),
+            ("SavedModel serve_image (uint8)", median_ms(
+                lambda: loaded.signatures["serve_image"](images=tf.constant(first[None])),
+                args.repeats)),
+        ]  # fmt: skip
+        for backend in ("cpu", "wasm"):
+            result = run_node(tfjs["none"], [first], args.repeats + 1, backend, scratch)
+            rows.append((f"TF.js in Node, {backend} backend", statistics.median(
+                result["images"][0]["times_ms"][1:])))  # fmt: skip
+        dist = scratch / "dist"
+        subprocess.run(["node", str(WEB / "build.mjs"), "--model", str(tfjs["none"]), "--out",
+                        str(dist)], check=True, capture_output=True)  # fmt: skip
+        for backend in ("wasm", "cpu", None):
+            timing = chromium_ms(dist, paths[0], backend, args.repeats, scratch)
+            if timing:
+                label = backend or f"page default: {timing[0]}"
+                rows.append((f"TF.js in headless Chromium, {label}", timing[1]))
+        keras_ms = rows[0][1]
+        print(f"\nLatency, one {first.shape[1]}x{first.shape[0]} image, flip test, batch 1 "
+              f"(median of {args.repeats}, ms)")  # fmt: skip
+        print(f"  {'':<48} {'ms':>8} {'/ Keras':>8}")
+        for name, ms in rows:
+            print(f"  {name:<48} {ms:8.1f} {ms / keras_ms:8.2f}")
+
+        print(f"\nCOCO AP on {len(images)} images of {args.annotations} (TF.js: Node, wasm)")
+        fixed = Detector(detector.model, config, input_size=size)
+        reference = []
+        for im in images:
+            dets = fixed(im)
+            h, w = im.shape[:2]
+            x1, y1, x2, y2 = dets["boxes"].T
+            reference.append({
+                "detection_boxes": np.stack([y1 / h, x1 / w, y2 / h, x2 / w], -1),
+                "detection_scores": dets["scores"], "detection_classes": dets["classes"] + 1,
+                "num_detections": [len(dets["scores"])]})  # fmt: skip
+        base = coco_ap(reference, infos, args.annotations)
+        print(f"  {'':<34} {'AP':>6} {'AP50':>6} {'max |score diff|':>17}")
+        print(f"  {'Python, float32':<34} {base['AP']:6.3f} {base['AP50']:6.3f} {'':>17}")
+        for quantize, path in tfjs.items():
+            result = run_node(path, images, 1, "wasm", scratch)
+            outputs = [{k: v["data"] for k, v in r["outputs"].items()} for r in result["images"]]
+            ap = coco_ap(outputs, infos, args.annotations)
+            diff = max(
+                float(np.max(np.abs(np.sort(o["detection_scores"])[::-1][:10]
+                                    - np.sort(r["detection_scores"])[::-1][:10])))
+                for o, r in zip(outputs, reference, strict=True)
+            )  # fmt: skip
+            print(f"  {'TF.js, weights ' + quantize:<34} {ap['AP']:6.3f} {ap['AP50']:6.3f} "
+                  f"{diff:17.4f}")  # fmt: skip
+    print("\n(max |score diff|: over the 10 best scores of each image, vs Python float32)")
+    return 0
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
