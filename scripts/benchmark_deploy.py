@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     size = max(config.data.input_size)
     infos = sorted(COCO(args.annotations).imgs.values(), key=lambda info: info["id"])
     infos = infos[: args.limit]
-    paths = [Path(args.images) / info["file_name"] for info in infos]
+    paths = [(Path(args.images) / info["file_name"]).resolve() for info in infos]
     images = [tf.io.decode_image(p.read_bytes(), channels=3).numpy() for p in paths]
     first, encoded = images[0], paths[0].read_bytes()
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; model {args.weights}, input {size}")

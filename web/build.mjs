@@ -37,6 +37,7 @@ fs.cpSync(path.join(here, 'src'), options.out, { recursive: true });
 for (const file of vendor) fs.copyFileSync(file, path.join(options.out, 'vendor', path.basename(file)));
 fs.cpSync(options.model, path.join(options.out, 'model'), { recursive: true });
 if (options.sample) fs.copyFileSync(options.sample, path.join(options.out, 'sample.png'));
+fs.writeFileSync(path.join(options.out, 'build.json'), JSON.stringify({ sample: options.sample ? 'sample.png' : null }));
 let bytes = 0;
 for (const entry of fs.readdirSync(options.out, { recursive: true })) {
   const stat = fs.statSync(path.join(options.out, entry));

@@ -161,12 +161,12 @@ async function main() {
     drop.classList.remove('over');
     if (event.dataTransfer.files.length) detectFile(event.dataTransfer.files[0]);
   });
-  const sample = await fetch('sample.png', { method: 'HEAD' });
-  if (sample.ok) {
+  const build = await (await fetch('build.json')).json();
+  if (build.sample) {
     $('sample').hidden = false;
     $('sample').addEventListener('click', async () => {
-      const blob = await (await fetch('sample.png')).blob();
-      detectFile(new File([blob], 'sample.png'));
+      const blob = await (await fetch(build.sample)).blob();
+      detectFile(new File([blob], build.sample));
     });
   }
 }
