@@ -16,10 +16,25 @@ let shown; // the image on the canvas
 
 function setStatus(text) { $('status').textContent = text; }
 
+function softwareWebGL() {
+  try {
+    const gl = document.createElement('canvas').getContext('webgl2')
+      || document.createElement('canvas').getContext('webgl');
+    if (!gl) return true;
+    const info = gl.getExtension('WEBGL_debug_renderer_info');
+    const renderer = info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER);
+    return /swiftshader|llvmpipe|software/i.test(renderer);
+  } catch (error) {
+    return true;
+  }
+}
+
 async function chooseBackend() {
   const wanted = new URLSearchParams(location.search).get('backend');
   tf.wasm.setWasmPaths(new URL('vendor/', location.href).href);
-  for (const name of wanted ? [wanted] : ['webgl', 'wasm', 'cpu']) {
+  // WebGL on a software renderer (no GPU: SwiftShader, llvmpipe) is ~10x slower than WASM
+  const order = softwareWebGL() ? ['wasm', 'webgl', 'cpu'] : ['webgl', 'wasm', 'cpu'];
+  for (const name of wanted ? [wanted] : order) {
     try {
       if (await tf.setBackend(name)) { await tf.ready(); return name; }
     } catch (error) { console.warn(`backend ${name} failed:`, error); }
