@@ -139,8 +139,9 @@ def test_chromium_page_draws_the_saved_models_detections(
     assert len(detections) == count
     ymin, xmin, ymax, xmax = expected["detection_boxes"][0, 0] * 127  # the image is 127 x 127
     np.testing.assert_allclose(detections[0]["box"], [xmin, ymin, xmax, ymax], atol=0.2)
-    # the table lists what is drawn: the detections scoring >= the default threshold 0.3
-    assert state["rows"] == int((expected["detection_scores"][0, :count] >= 0.3).sum())
+    # the table lists what is drawn: the detections scoring >= the default threshold 0.4
+    assert state["rows"] == int((expected["detection_scores"][0, :count] >= 0.4).sum())
+    assert state["rows_at_zero"] == count
     assert f"backend {backend}" in state["status"]
     assert not [m for m in state["console"] if m.startswith(("error", "pageerror"))]
     assert screenshot.stat().st_size > 10_000

@@ -4,7 +4,8 @@
 //   node web/browser_check.mjs URL IMAGE OUT.json SCREENSHOT.png [REPEATS]
 //
 // OUT.json: window.cornernet after the run (backend, result.raw outputs, result.detections,
-// the inference ms) and, with REPEATS, the ms of that many more runs.
+// the inference ms), the table's row count at the default threshold and at 0, and, with
+// REPEATS, the ms of that many more runs. The screenshot is taken at the default threshold.
 import fs from 'node:fs';
 import { chromium } from 'playwright-core';
 
@@ -40,8 +41,14 @@ try {
     status: document.getElementById('status').textContent,
     rows: document.querySelectorAll('#detections tbody tr').length,
   }));
-  if (Number(repeats) > 0) state.times_ms = await page.evaluate((n) => window.cornernet.time(n), Number(repeats));
   await page.screenshot({ path: screenshot, fullPage: true });
+  state.rows_at_zero = await page.evaluate(() => { // the slider at 0 lists every detection
+    const slider = document.getElementById('threshold');
+    slider.value = '0';
+    slider.dispatchEvent(new Event('input'));
+    return document.querySelectorAll('#detections tbody tr').length;
+  });
+  if (Number(repeats) > 0) state.times_ms = await page.evaluate((n) => window.cornernet.time(n), Number(repeats));
   state.console = messages;
   fs.writeFileSync(outPath, JSON.stringify(state));
 } finally {

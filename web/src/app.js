@@ -77,20 +77,21 @@ function render() {
   const threshold = Number($('threshold').value);
   $('threshold-value').textContent = threshold.toFixed(2);
   if (!shown) return;
-  canvas.width = shown.width;
-  canvas.height = shown.height;
-  canvas.style.width = `${Math.min(Math.max(shown.width, 512), 940)}px`; // small images enlarged
-  context.drawImage(shown.image, 0, 0);
+  // drawn at display resolution: small images enlarged, labels the same size for every image
+  const scale = Math.min(Math.max(shown.width, 512), 940) / shown.width;
+  canvas.width = Math.round(shown.width * scale);
+  canvas.height = Math.round(shown.height * scale);
+  context.imageSmoothingEnabled = scale < 1;
+  context.drawImage(shown.image, 0, 0, canvas.width, canvas.height);
   const result = cornernet.result;
   const kept = result ? result.detections.filter((d) => d.score >= threshold) : [];
-  const line = Math.max(2, Math.min(canvas.width, canvas.height) / 200);
-  const font = Math.max(11, Math.round(Math.min(canvas.width, canvas.height) / 28));
+  const font = 14;
   context.font = `${font}px system-ui, sans-serif`;
   context.textBaseline = 'top';
   for (const d of [...kept].reverse()) { // best drawn last, on top
-    const [x1, y1, x2, y2] = d.box;
+    const [x1, y1, x2, y2] = d.box.map((v) => v * scale);
     const colour = PALETTE[d.class % PALETTE.length];
-    context.lineWidth = line;
+    context.lineWidth = 2;
     context.strokeStyle = colour;
     context.strokeRect(x1, y1, x2 - x1, y2 - y1);
     const label = `${d.name} ${d.score.toFixed(2)}`;
