@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from cornernet_tf.config import Config
 from cornernet_tf.inference import detect_image
+from cornernet_tf.ops import corner_pool_implementation
 
 OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 SIGNATURES = ("serving_default", "serve_image")
@@ -31,7 +32,9 @@ _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")
 
 
 def pure_tf_model(model, config: Config):
-    """A copy of `model` (same weights) whose corner pools are the pure-TF implementation."""
+    """`model`, or a copy with the same weights if it was built with another corner-pool
+    implementation than "tf" (the pure-TF one). Trace it under corner_pool_implementation("tf")
+    for a model built without one (None: the global setting decides)."""
     from cornernet_tf.model import build_model
 
     if model.corner_pool in (None, "tf"):
@@ -120,24 +123,35 @@ def checked_batch(images, shape: list, what: str) -> tf.Tensor:
     return images
 
 
-def serving_functions(model, config: Config, input_size: int | None = None) -> dict:
-    """The two signature functions ({name: (function, input_signature)}) of the serving model;
-    for the browser (`browser_function`), only serve_image of one image without the batch loop."""
+def serving_functions(
+    model, config: Config, input_size: int | None = None, browser: bool = False
+) -> dict:
+    """The signature functions of the serving model, {name: (function, input_signature)}.
+
+    browser: only serve_image, for a batch of one image and without tf.map_fn, whose lowered
+    while loop TF.js 4.22 cannot run ("LoopExecuted").
+    """
     limit = config.test.max_per_image
     output_signature = _output_signature(limit)
 
     def one_image(image):
-        tf.debugging.Assert(
+        check = tf.debugging.Assert(
             tf.reduce_all(tf.shape(image)[:2] > 0),
             ["an image has no pixels: its shape is", tf.shape(image)],
             summarize=8,
         )
+        with tf.control_dependencies([check]):
+            image = tf.identity(image)
         dets = detect_image(model, image, config, input_size)
         return serving_outputs(dets, tf.shape(image)[0], tf.shape(image)[1], limit)
 
     def serve_image(images):
         images = checked_batch(images, [None, None, None, 3], "a batch of RGB images")
         return tf.map_fn(one_image, images, fn_output_signature=output_signature)
+
+    def serve_one(images):
+        images = checked_batch(images, [1, None, None, 3], "one RGB image in a batch")
+        return {key: value[None] for key, value in one_image(images[0]).items()}
 
     def serve_encoded(images):
         images = checked_batch(images, [None], "a batch (a list) of encoded images")
@@ -148,10 +162,12 @@ def serving_functions(model, config: Config, input_size: int | None = None) -> d
             fn_output_signature=output_signature,
         )
 
+    image_spec = [tf.TensorSpec(None, tf.uint8, name="images")]
+    if browser:
+        return {"serve_image": (serve_one, image_spec)}
     return {
-        "one_image": one_image,
         "serving_default": (serve_encoded, [tf.TensorSpec(None, tf.string, name="images")]),
-        "serve_image": (serve_image, [tf.TensorSpec(None, tf.uint8, name="images")]),
+        "serve_image": (serve_image, image_spec),
     }
 
 
@@ -175,17 +191,10 @@ def export_saved_model(
     model = pure_tf_model(model, config)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    functions = serving_functions(model, config, input_size)
-    one_image = functions.pop("one_image")
-    if browser:  # TF.js 4.22 cannot run the lowered while loop of tf.map_fn ("LoopExecuted")
-
-        def serve_one(images):
-            images = checked_batch(images, [1, None, None, 3], "one RGB image in a batch")
-            return {key: value[None] for key, value in one_image(images[0]).items()}
-
-        functions = {"serve_image": (serve_one, functions["serve_image"][1])}
-    for name, (function, signature) in functions.items():
-        archive.add_endpoint(name, function, signature)
     path = Path(path)
-    archive.write_out(str(path), verbose=False)
+    with corner_pool_implementation("tf"):  # traced here: no custom op in the graph
+        functions = serving_functions(model, config, input_size, browser)
+        for name, (function, signature) in functions.items():
+            archive.add_endpoint(name, function, signature)
+        archive.write_out(str(path), verbose=False)
     return path

@@ -175,3 +175,20 @@ def test_fixed_input_size_needs_one_scale(tiny_weights):
     detector = Detector(Detector.from_files(*tiny_weights).model, config, input_size=159)
     with pytest.raises(ValueError, match="runs one scale"):
         detector(np.zeros((20, 20, 3), np.uint8))
+
+
+def test_export_uses_the_pure_tf_corner_pool(tiny_weights):
+    from cornernet_tf import build_model
+    from cornernet_tf.export import pure_tf_model
+    from cornernet_tf.ops import corner_pool_implementation, get_corner_pool_implementation
+
+    config = load_config(tiny_weights[0], ["model.corner_pool=scan"])
+    model = build_model(config)
+    copy = pure_tf_model(model, config)
+    assert copy.corner_pool == "tf"
+    for a, b in zip(model.get_weights(), copy.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    before = get_corner_pool_implementation()
+    with corner_pool_implementation("scan"):
+        assert get_corner_pool_implementation() == "scan"
+    assert get_corner_pool_implementation() == before

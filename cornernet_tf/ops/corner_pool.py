@@ -20,6 +20,7 @@ Implementations, picked by `corner_pool(..., implementation=)`, else
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import tensorflow as tf
@@ -42,6 +43,18 @@ def set_corner_pool_implementation(name: str | None) -> None:
         _check_implementation(name, "set_corner_pool_implementation")
     global _implementation
     _implementation = name
+
+
+@contextlib.contextmanager
+def corner_pool_implementation(name: str | None):
+    """`set_corner_pool_implementation(name)` inside a `with` block, the previous setting after."""
+    global _implementation
+    previous = _implementation
+    set_corner_pool_implementation(name)
+    try:
+        yield
+    finally:
+        _implementation = previous
 
 
 def get_corner_pool_implementation(implementation: str | None = None) -> str:
