@@ -156,3 +156,33 @@ def test_missing_and_corrupt_images_are_left_out_with_warnings(shapes, tmp_path)
         "not a readable image" in w and data["images"][0]["file_name"] in w for w in source.warnings
     )
     assert any("annotation 999" in w and "outside the 127x127 image" in w for w in source.warnings)
+
+
+@pytest.mark.parametrize("key", range(6))
+def test_color_jitter_and_lighting_equal_the_official_steps(key):
+    """color_jitter + lighting against the official color_jittering_ + lighting_ (sample/utils.py),
+    step by step in NumPy with the same random numbers."""
+    from cornernet_tf.data import EIGEN_VALUES, EIGEN_VECTORS, color_jitter, lighting
+
+    rng = np.random.default_rng(key)
+    image = rng.uniform(0, 255, (23, 31, 3)).astype(np.float32)
+    jitter_seed, lighting_seed = tf.constant([key, 1], tf.int64), tf.constant([key, 2], tf.int64)
+    out = lighting(color_jitter(tf.constant(image / 255.0), jitter_seed), lighting_seed).numpy()
+
+    seeds = tf.random.experimental.stateless_split(jitter_seed, 4)
+    alphas = 1 + tf.random.stateless_uniform([3], seeds[0], -0.4, 0.4).numpy()
+    orders = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+    order = orders[int(tf.random.stateless_uniform([], seeds[1], 0, 6, tf.int32))]
+    noise = tf.random.stateless_normal([3], lighting_seed, stddev=0.1).numpy()
+    x = image / 255.0
+    gs = x @ np.array([0.114, 0.587, 0.299], np.float32)  # cv2 BGR2GRAY
+    gs_mean = gs.mean()
+    for k in order:  # brightness_, contrast_, saturation_ (blend_ with gs_mean / gs)
+        if k == 0:
+            x = x * alphas[0]
+        elif k == 1:
+            x = x * alphas[1] + gs_mean * (1 - alphas[1])
+        else:
+            x = x * alphas[2] + gs[..., None] * (1 - alphas[2])
+    expected = x + np.dot(np.array(EIGEN_VECTORS), np.array(EIGEN_VALUES) * noise)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
