@@ -89,7 +89,7 @@ def test_fixed_size_saved_model_equals_the_python_pipeline(
     )
 
 
-def test_export_layout_and_stock_ops_only(exported):
+def test_export_layout_and_stock_ops_only(exported, tiny_weights):
     from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow.python.framework import op_def_registry
 
@@ -175,6 +175,25 @@ def test_fixed_input_size_needs_one_scale(tiny_weights):
     detector = Detector(Detector.from_files(*tiny_weights).model, config, input_size=159)
     with pytest.raises(ValueError, match="runs one scale"):
         detector(np.zeros((20, 20, 3), np.uint8))
+
+
+@pytest.mark.slow
+def test_hourglass104_exports_and_serves(test_images, tmp_path):
+    """The full model (random weights, 805 MB of variables) through export and a clean process."""
+    import keras
+
+    from cornernet_tf import build_model
+
+    keras.utils.set_random_seed(3)
+    config = load_config(ROOT / "configs" / "hourglass104.yaml")
+    detector = Detector(build_model(config), config)
+    path = export_saved_model(detector.model, config, tmp_path / "hg104" / "1")
+    size = sum(f.stat().st_size for f in (path / "variables").glob("variables.data*"))
+    # stored once; the first stack's corner modules and heads (26 MB) are not in the test path
+    assert 0.77e9 < size < 0.81e9
+    images = test_images[1:2]  # the 90 x 160 JPEG: a 127 x 255 input
+    outputs = run_clean_process(path, images, tmp_path / "out.npz")
+    assert_same(outputs, expected_outputs(detector, images), "encoded")
 
 
 def test_export_uses_the_pure_tf_corner_pool(tiny_weights):
