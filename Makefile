@@ -5,10 +5,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 NODE_STAMP := web/node_modules/.installed
+OPS := cornernet_tf/ops/_corner_pool_ops.so
 WEB_MODEL ?= exported/cornernet_tfjs
 WEB_SAMPLE ?= $(firstword $(wildcard runs/shapes/val/*.png))
 
-.PHONY: demo test test-fast lint benchmark clean web serve-web browser
+.PHONY: demo test test-fast lint benchmark clean web serve-web browser ops
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +32,16 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	} || echo "warning: could not install chromium; the browser tests will fail"
 
-test: $(STAMP) $(NODE_STAMP) browser
+test: $(STAMP) $(OPS) $(NODE_STAMP) browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# the compiled corner-pool op (C++ CPU kernels; CUDA kernels too when nvcc exists)
+ops: $(STAMP)
+	$(PY) custom_ops/build.py
+
+$(OPS): $(STAMP) $(wildcard custom_ops/corner_pool/*)
+	$(PY) custom_ops/build.py
 
 # the browser demo: web/dist from web/src, the vendored TF.js files and $(WEB_MODEL)
 web: $(NODE_STAMP)
@@ -42,7 +50,7 @@ web: $(NODE_STAMP)
 serve-web: $(STAMP)
 	$(PY) scripts/serve_web.py
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(OPS)
 	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)
@@ -53,4 +61,4 @@ benchmark: $(STAMP)
 	$(PY) scripts/benchmark.py
 
 clean:
-	rm -rf $(VENV) .venv-tfjs .pytest_cache .ruff_cache *.egg-info web/node_modules web/dist
+	rm -rf $(OPS) $(OPS).tf-version $(VENV) .venv-tfjs .pytest_cache .ruff_cache *.egg-info web/node_modules web/dist

@@ -1,5 +1,22 @@
-"""Kept for `pip install -e .` with older tools; the metadata lives in pyproject.toml."""
+"""Metadata lives in pyproject.toml. With CORNERNET_BUILD_OPS=1 the build also compiles the
+corner-pool op (custom_ops/build.py); it needs TensorFlow in the build environment, hence:
+
+    CORNERNET_BUILD_OPS=1 pip install --no-build-isolation -e .
+"""
+
+import os
+import subprocess
+import sys
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
-setup()
+
+class BuildPyWithOps(build_py):
+    def run(self):
+        if os.environ.get("CORNERNET_BUILD_OPS") == "1":
+            subprocess.run([sys.executable, "custom_ops/build.py"], check=True)
+        super().run()
+
+
+setup(cmdclass={"build_py": BuildPyWithOps})

@@ -113,3 +113,107 @@ def test_dynamic_sizes_work_in_a_traced_function():
     fn = tf.function(lambda t: corner_pool(t, "left", implementation="tf"), input_signature=[spec])
     x = tf.random.stateless_normal([2, 5, 9, 3], seed=[7, 7])
     np.testing.assert_array_equal(fn(x), corner_pool(x, "left", implementation="scan"))
+
+
+def test_the_compiled_op_is_built_and_loaded():
+    from cornernet_tf.ops import custom
+
+    assert custom.load() is not None, f"{custom.load_error()} (`make test` builds it)"
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float16, tf.bfloat16])
+def test_compiled_op_is_bit_identical_to_tf(direction, dtype):
+    rng = np.random.default_rng(5)
+    x = tf.cast(rng.integers(0, 6, (2, 17, 11, 19)), dtype)  # ties everywhere
+    g = tf.cast(rng.standard_normal((2, 17, 11, 19)), dtype)
+    results = {}
+    for implementation in ("tf", "custom"):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = corner_pool(x, direction, implementation=implementation)
+        results[implementation] = (out, tape.gradient(out, x, output_gradients=g))
+    for a, b in zip(results["tf"], results["custom"], strict=True):
+        assert b.dtype == dtype
+        np.testing.assert_array_equal(
+            tf.cast(a, tf.float32).numpy(), tf.cast(b, tf.float32).numpy()
+        )
+
+
+def test_compiled_gradient_by_finite_differences():
+    x = tf.random.stateless_normal([1, 5, 4, 3], seed=[3, 4], dtype=tf.float32)
+    for direction in DIRECTIONS:
+        theoretical, numerical = tf.test.compute_gradient(
+            lambda t, d=direction: corner_pool(t, d, implementation="custom"), [x]
+        )
+        np.testing.assert_allclose(theoretical[0], numerical[0], atol=2e-3)
+
+
+def test_compiled_op_in_a_traced_function_with_dynamic_sizes():
+    spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+    fn = tf.function(
+        lambda t: corner_pool(t, "top", implementation="custom"), input_signature=[spec]
+    )
+    x = tf.random.stateless_normal([2, 5, 9, 3], seed=[7, 8])
+    np.testing.assert_array_equal(fn(x), corner_pool(x, "top", implementation="scan"))
+    graph = fn.get_concrete_function().graph.as_graph_def()
+    assert "CornerPool" in {node.op for node in graph.node}
+
+
+def test_missing_compiled_op_falls_back_to_tf_with_one_warning(monkeypatch):
+    import importlib
+
+    from cornernet_tf.ops import custom
+
+    module = importlib.import_module("cornernet_tf.ops.corner_pool")
+
+    monkeypatch.setattr(custom, "_module", None)
+    monkeypatch.setattr(custom, "_error", "built for TensorFlow 2.0, this is 2.21 (make ops)")
+    monkeypatch.setattr(module, "_warned", set())
+    x = tf.random.stateless_normal([1, 4, 4, 2], seed=[1, 1])
+    with pytest.warns(RuntimeWarning, match="built for TensorFlow 2.0"):
+        out = corner_pool(x, "left", implementation="custom")
+    np.testing.assert_array_equal(out, corner_pool(x, "left", implementation="tf"))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second call is silent
+        corner_pool(x, "left", implementation="custom")
+        corner_pool(x, "left", implementation="auto")
+
+
+def test_compiled_op_checks_rank_at_graph_construction():
+    from cornernet_tf.ops import custom
+
+    with pytest.raises(ValueError, match="rank 4"):
+        tf.function(lambda t: custom.load().corner_pool(t, direction="top")).get_concrete_function(
+            tf.TensorSpec([4, 4], tf.float32)
+        )
+
+
+def test_tiny_model_with_the_compiled_op_equals_the_pure_tf_one():
+    import keras
+
+    from cornernet_tf import build_model, load_config
+    from tests.helpers import ROOT
+
+    keras.utils.set_random_seed(4)
+    models = {}
+    for implementation in ("tf", "custom"):
+        config = load_config(
+            ROOT / "configs" / "tiny.yaml", [f"model.corner_pool={implementation}"]
+        )
+        models[implementation] = build_model(config)
+    models["custom"].set_weights(models["tf"].get_weights())
+    images = tf.random.stateless_normal([2, 63, 95, 3], seed=[5, 6])
+    results = {}
+    for name, model in models.items():
+        with tf.GradientTape() as tape:
+            out = model(images, training=True, all_stacks=True)
+            loss = sum(tf.reduce_mean(tf.square(v)) for v in out.values())
+        grads = tape.gradient(loss, model.trainable_variables)
+        results[name] = (out, grads)
+    for key in results["tf"][0]:
+        np.testing.assert_allclose(results["custom"][0][key], results["tf"][0][key], atol=1e-5)
+    for a, b in zip(results["tf"][1], results["custom"][1], strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-5)

@@ -6,9 +6,10 @@
     right:  out[:, :, i] = max_{j <= i} x[:, :, j]   along W (starts at the left column)
 
 Gradient (the official one): all of out[i]'s gradient goes to its arg-max; on ties to the element
-the official scan meets first, i.e. the one farthest from i, nearest the starting border. Both
-implementations get that rule from `tf.maximum`'s own gradient, which sends ties to its first
-argument: they always pass the running max (the elements met earlier in the scan) first.
+the official scan meets first, i.e. the one farthest from i, nearest the starting border. The two
+pure-TF implementations get that rule from `tf.maximum`'s own gradient, which sends ties to its
+first argument: they always pass the running max (the elements met earlier in the scan) first.
+The compiled op implements it directly (a strict > moves the arg-max).
 
 Implementations, picked by `corner_pool(..., implementation=)`, else
 `set_corner_pool_implementation`, else the environment variable CORNERNET_CORNER_POOL, else "tf":
@@ -16,16 +17,24 @@ Implementations, picked by `corner_pool(..., implementation=)`, else
     "tf":   the same scan unrolled into one elementwise max per row/column, each vectorised over
             the batch, the other spatial axis and the channels; the default. In graph mode it is
             about as fast as the scan, in eager mode far faster, and it has no while loop.
+    "custom": the compiled op (custom_ops/corner_pool, `make ops`: multithreaded C++ CPU kernel,
+            CUDA kernel when built with nvcc; float32, float16, bfloat16); when it is not built
+            or was built for another TensorFlow, "tf" with a single warning.
+    "auto": "custom" when the compiled op is loaded, else "tf", silently.
+SavedModel and TF.js export always trace with "tf".
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 
 import tensorflow as tf
 
-IMPLEMENTATIONS = ("scan", "tf")
+from cornernet_tf.ops import custom
+
+IMPLEMENTATIONS = ("scan", "tf", "custom", "auto")
 DIRECTIONS = {
     # direction: (axis in NHWC, whether the scan starts at the far end of the axis)
     "top": (1, True),
@@ -81,9 +90,26 @@ def corner_pool(x: tf.Tensor, direction: str, implementation: str | None = None)
         raise TypeError(f"corner_pool: expected a floating-point tensor, got {x.dtype.name}")
     axis, from_end = DIRECTIONS[direction]
     name = get_corner_pool_implementation(implementation)
+    if name in ("custom", "auto") and x.dtype in custom.DTYPES:
+        ops = custom.load()
+        if ops is not None:
+            return ops.corner_pool(x, direction=direction)
+        if name == "custom":
+            _warn_once(
+                f"corner_pool: the compiled op is unavailable, using 'tf': {custom.load_error()}"
+            )
     if name == "scan":
         return _scan_pool(x, axis, from_end)
     return _unrolled_pool(x, axis, from_end)
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def _check_implementation(name: str, what: str) -> str:
