@@ -60,7 +60,7 @@ def cpu_name() -> str:
 def bench_pools(repeats: int) -> None:
     import tensorflow as tf
 
-    from cornernet_tf.ops import DIRECTIONS, IMPLEMENTATIONS, corner_pool
+    from cornernet_tf.ops import DIRECTIONS, corner_pool, custom
 
     x = tf.random.stateless_normal([4, 128, 128, 128], seed=[0, 1])
     g = tf.random.stateless_normal([4, 128, 128, 128], seed=[0, 2])
@@ -86,12 +86,15 @@ def bench_pools(repeats: int) -> None:
     print("\nCorner pooling, [4,128,128,128] float32, per direction (mean of the four), ms")
     print(f"{'implementation':<16} {'forward':>9} {'x copy':>7} {'fwd+bwd':>9} {'x copy':>7}")
     print(f"{'plain copy':<16} {base * 1e3:>9.2f} {1:>7.2f} {'':>9} {'':>7}")
-    for impl in IMPLEMENTATIONS:
+    implementations = ["scan", "tf"] + (["custom"] if custom.load() else [])
+    for impl in implementations:
         fwd, bwd = forward(impl), backward(impl)
         reps = max(1, repeats // 4) if impl == "scan" else repeats
         f = min(timed(lambda fn=fwd: fn(x)[0].numpy(), reps)) / 4
         b = min(timed(lambda fn=bwd: fn(x)[0].numpy(), reps)) / 4
         print(f"{impl:<16} {f * 1e3:>9.2f} {f / base:>7.2f} {b * 1e3:>9.2f} {b / base:>7.2f}")
+    if not custom.load():
+        print(f"(custom: {custom.load_error()})")
 
 
 def bench_targets(repeats: int) -> dict:
@@ -247,6 +250,7 @@ def bench_model(repeats: int, size: int, official: float | None, decode_s=None) 
 
     from cornernet_tf import build_model, load_config
     from cornernet_tf.decode import decode
+    from cornernet_tf.ops import custom
 
     model = build_model(load_config(ROOT / "configs/hourglass104.yaml"))
     x = tf.random.stateless_normal([1, size, size, 3], seed=[1, 1])
@@ -258,6 +262,12 @@ def bench_model(repeats: int, size: int, official: float | None, decode_s=None) 
         # what the official time measures: the network and its _decode
         "tf.function + decode": tf.function(lambda t: decode(model(t, training=False))),
     }
+    if custom.load():  # the same network with the compiled corner-pool op
+        compiled = build_model(
+            load_config(ROOT / "configs/hourglass104.yaml", ["model.corner_pool=custom"])
+        )
+        compiled.set_weights(model.get_weights())
+        variants["tf.function, custom"] = tf.function(lambda t: compiled(t, training=False))
     print(f"\nHourglass-104 test path (final stack), 1 x {size} x {size}, {gflop:.0f} GFLOP")
     print(f"{'variant':<20} {'min s':>7} {'median s':>9} {'GFLOP/s':>8} {'/ official':>11}")
     if official is not None:

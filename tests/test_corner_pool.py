@@ -217,3 +217,35 @@ def test_tiny_model_with_the_compiled_op_equals_the_pure_tf_one():
         np.testing.assert_allclose(results["custom"][0][key], results["tf"][0][key], atol=1e-5)
     for a, b in zip(results["tf"][1], results["custom"][1], strict=True):
         np.testing.assert_allclose(b, a, atol=1e-5)
+
+
+def test_cuda_harness_compiles_and_the_fixture_writer_runs(tmp_path):
+    """The standalone CUDA check (custom_ops/corner_pool/cuda_harness.cu) builds with nvcc; it
+    runs only on a GPU machine (see its header), which CI does not have."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.helpers import DATA, ROOT
+
+    source = ROOT / "custom_ops" / "corner_pool"
+    subprocess.run(
+        [sys.executable, str(source / "write_fixture.py"), str(DATA / "pools_public.npz"),
+         str(tmp_path / "fixture")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    shape = (tmp_path / "fixture" / "shape.txt").read_text().split()
+    assert shape == ["2", "6", "7", "3"]  # NHWC of the (2, 3, 6, 7) NCHW fixture
+    x = np.fromfile(tmp_path / "fixture" / "x_ties.bin", np.float32).reshape(2, 6, 7, 3)
+    np.testing.assert_array_equal(
+        x, np.transpose(load_fixture("pools_public.npz")["x_ties"], (0, 2, 3, 1))
+    )
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc is not installed: the CUDA harness cannot be compiled here")
+    done = subprocess.run(
+        [nvcc, "-O3", "-std=c++17", "-DGOOGLE_CUDA=1", "-o", str(tmp_path / "harness"),
+         str(source / "cuda_harness.cu")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
