@@ -219,9 +219,10 @@ def test_tiny_model_with_the_compiled_op_equals_the_pure_tf_one():
         np.testing.assert_allclose(b, a, atol=1e-5)
 
 
-def test_cuda_harness_compiles_and_the_fixture_writer_runs(tmp_path):
-    """The standalone CUDA check (custom_ops/corner_pool/cuda_harness.cu) builds with nvcc; it
-    runs only on a GPU machine (see its header), which CI does not have."""
+def test_cuda_kernels_pass_the_fixtures_in_emulation_and_the_harness_compiles(tmp_path):
+    """The CUDA kernels run on the CPU, one emulated thread after another
+    (custom_ops/corner_pool/emulate_kernels.cc), on the official fixtures; the GPU harness
+    (cuda_harness.cu) builds with nvcc. It runs only on a GPU machine, which CI does not have."""
     import shutil
     import subprocess
     import sys

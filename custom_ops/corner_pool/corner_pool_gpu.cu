@@ -1,56 +1,10 @@
-// CUDA kernels of CornerPool / CornerPoolGrad (float32): one thread per (line, channel), so that
-// neighbouring threads read neighbouring channels (coalesced, NHWC); each thread scans its line.
-// Built by custom_ops/build.py with nvcc when it exists; also included by cuda_harness.cu.
+// Launchers of the CUDA kernels (corner_pool_kernels.cuh), called by the GPU op kernels of
+// corner_pool.cc. Built by custom_ops/build.py with nvcc when it exists.
 #include <cuda_runtime.h>
 
-#include "corner_pool.h"
+#include "corner_pool_kernels.cuh"
 
 namespace cornernet {
-
-__global__ void CornerPoolForwardKernel(const float* __restrict__ x, float* __restrict__ y,
-                                        PoolGeometry g) {
-  const int64_t thread = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (thread >= g.lines * g.channels) return;
-  const int64_t line = thread / g.channels;
-  const int64_t c = thread % g.channels;
-  float best = x[g.offset(line, 0) + c];
-  y[g.offset(line, 0) + c] = best;
-  for (int64_t k = 1; k < g.length; ++k) {
-    const int64_t at = g.offset(line, k) + c;
-    const float value = x[at];
-    best = value > best ? value : best;
-    y[at] = best;
-  }
-}
-
-// As the CPU kernel: the running max into dx, then backward, summing gradients until the
-// position where the running max rose (the arg-max), the order of the pure-TF gradient chain.
-__global__ void CornerPoolBackwardKernel(const float* __restrict__ x,
-                                         const float* __restrict__ grad, float* __restrict__ dx,
-                                         PoolGeometry g) {
-  const int64_t thread = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (thread >= g.lines * g.channels) return;
-  const int64_t line = thread / g.channels;
-  const int64_t c = thread % g.channels;
-  float best = x[g.offset(line, 0) + c];
-  dx[g.offset(line, 0) + c] = best;
-  for (int64_t k = 1; k < g.length; ++k) {
-    const int64_t at = g.offset(line, k) + c;
-    best = x[at] > best ? x[at] : best;
-    dx[at] = best;
-  }
-  float sum = 0.0f;
-  for (int64_t k = g.length - 1; k >= 0; --k) {
-    const int64_t at = g.offset(line, k) + c;
-    sum += grad[at];
-    if (k == 0 || x[at] > dx[g.offset(line, k - 1) + c]) {
-      dx[at] = sum;
-      sum = 0.0f;
-    } else {
-      dx[at] = 0.0f;
-    }
-  }
-}
 
 static unsigned Blocks(const PoolGeometry& g, unsigned threads) {
   return static_cast<unsigned>((g.lines * g.channels + threads - 1) / threads);
