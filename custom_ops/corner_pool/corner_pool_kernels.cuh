@@ -9,20 +9,23 @@
 
 namespace cornernet {
 
-__global__ void CornerPoolForwardKernel(const float* __restrict__ x, float* __restrict__ y,
-                                        PoolGeometry g) {
-  const int64_t thread = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (thread >= g.lines * g.channels) return;
-  const int64_t line = thread / g.channels;
-  const int64_t c = thread % g.channels;
+// The running max along one line of one channel (`line`, `c`) from x into y.
+CORNERNET_HOST_DEVICE inline void RunningMax(const float* __restrict__ x, float* __restrict__ y,
+                                             const PoolGeometry& g, int64_t line, int64_t c) {
   float best = x[g.offset(line, 0) + c];
   y[g.offset(line, 0) + c] = best;
   for (int64_t k = 1; k < g.length; ++k) {
     const int64_t at = g.offset(line, k) + c;
-    const float value = x[at];
-    best = value > best ? value : best;
+    best = x[at] > best ? x[at] : best;
     y[at] = best;
   }
+}
+
+__global__ void CornerPoolForwardKernel(const float* __restrict__ x, float* __restrict__ y,
+                                        PoolGeometry g) {
+  const int64_t thread = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (thread >= g.lines * g.channels) return;
+  RunningMax(x, y, g, thread / g.channels, thread % g.channels);
 }
 
 // As the CPU kernel: the running max into dx, then backward, summing gradients until the
@@ -34,13 +37,7 @@ __global__ void CornerPoolBackwardKernel(const float* __restrict__ x,
   if (thread >= g.lines * g.channels) return;
   const int64_t line = thread / g.channels;
   const int64_t c = thread % g.channels;
-  float best = x[g.offset(line, 0) + c];
-  dx[g.offset(line, 0) + c] = best;
-  for (int64_t k = 1; k < g.length; ++k) {
-    const int64_t at = g.offset(line, k) + c;
-    best = x[at] > best ? x[at] : best;
-    dx[at] = best;
-  }
+  RunningMax(x, dx, g, line, c);
   float sum = 0.0f;
   for (int64_t k = g.length - 1; k >= 0; --k) {
     const int64_t at = g.offset(line, k) + c;

@@ -7,25 +7,14 @@
 // Runs forward and backward of the four directions on the official fixtures (NHWC float32),
 // compares (outputs exactly, gradients to 1e-6), then times [4,128,128,128] and prints the
 // effective memory bandwidth against the device's peak. Exit code 0 when every case passes.
-#include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "corner_pool_gpu.cu"
+#include "fixture.h"
 
 using cornernet::PoolGeometry;
-
-static std::vector<float> Read(const std::string& path, size_t count) {
-  std::vector<float> data(count);
-  std::ifstream file(path, std::ios::binary);
-  if (!file.read(reinterpret_cast<char*>(data.data()), count * sizeof(float))) {
-    std::fprintf(stderr, "cannot read %zu floats from %s\n", count, path.c_str());
-    std::exit(2);
-  }
-  return data;
-}
 
 #define CHECK(call)                                                                   \
   do {                                                                                \
@@ -36,12 +25,8 @@ static std::vector<float> Read(const std::string& path, size_t count) {
     }                                                                                 \
   } while (0)
 
-struct Direction {
-  const char* name;
-  bool along_h, from_end;
-};
-static const Direction kDirections[] = {
-    {"top", true, true}, {"bottom", true, false}, {"left", false, true}, {"right", false, false}};
+using cornernet::Direction;
+using cornernet::kDirections;
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -57,11 +42,11 @@ int main(int argc, char** argv) {
   CHECK(cudaMalloc(&grad, count * 4));
   CHECK(cudaMalloc(&y, count * 4));
   CHECK(cudaMalloc(&dx, count * 4));
-  const std::vector<float> grad_host = Read(dir + "/grad_out.bin", count);
+  const std::vector<float> grad_host = cornernet::ReadFloats(dir + "/grad_out.bin", count);
   CHECK(cudaMemcpy(grad, grad_host.data(), count * 4, cudaMemcpyHostToDevice));
   int failures = 0;
   for (const char* inputs : {"ties", "rand"}) {
-    const std::vector<float> x_host = Read(dir + "/x_" + inputs + ".bin", count);
+    const std::vector<float> x_host = cornernet::ReadFloats(dir + "/x_" + inputs + ".bin", count);
     CHECK(cudaMemcpy(x, x_host.data(), count * 4, cudaMemcpyHostToDevice));
     for (const Direction& d : kDirections) {
       PoolGeometry g(n, h, w, c, d.along_h, d.from_end);
@@ -71,18 +56,7 @@ int main(int argc, char** argv) {
       std::vector<float> out(count), dgrad(count);
       CHECK(cudaMemcpy(out.data(), y, count * 4, cudaMemcpyDeviceToHost));
       CHECK(cudaMemcpy(dgrad.data(), dx, count * 4, cudaMemcpyDeviceToHost));
-      const std::string stem = dir + "/" + d.name + "_pool_" + inputs;
-      const std::vector<float> want_out = Read(stem + "_out.bin", count);
-      const std::vector<float> want_grad = Read(stem + "_grad.bin", count);
-      float out_err = 0, grad_err = 0;
-      for (size_t i = 0; i < count; ++i) {
-        out_err = std::fmax(out_err, std::fabs(out[i] - want_out[i]));
-        grad_err = std::fmax(grad_err, std::fabs(dgrad[i] - want_grad[i]));
-      }
-      const bool ok = out_err == 0 && grad_err <= 1e-6f;
-      failures += !ok;
-      std::printf("%-6s %-4s forward max err %.3g, backward max err %.3g: %s\n", d.name, inputs,
-                  out_err, grad_err, ok ? "PASS" : "FAIL");
+      failures += !cornernet::CheckCase(dir, d, inputs, out, dgrad);
     }
   }
   CHECK(cudaFree(x));
