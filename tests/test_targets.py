@@ -167,3 +167,23 @@ def test_runs_in_tf_data_with_unknown_box_count():
     first, second = list(ds)
     assert first["mask"].numpy().sum() == 1 and first["tl_heatmap"][5, 2, 1] == 1.0
     assert second["mask"].numpy().sum() == 0
+
+
+def test_heatmaps_are_the_float64_maxima_cast_once():
+    """The bumps are cast to float32 before the per-class max: exactly the float64 max cast."""
+    rng = np.random.default_rng(11)
+    corners = rng.uniform(0, 380, (40, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(4, 120, (40, 2))], 1)
+    classes = rng.integers(0, 5, 40)
+    ours = encode_targets(
+        boxes, classes, input_size=(511, 511), output_size=(128, 128), num_classes=5
+    )
+    x1, y1 = np.floor(boxes[:, 0] * 128 / 511), np.floor(boxes[:, 1] * 128 / 511)
+    width = np.ceil((boxes[:, 2] - boxes[:, 0]) * 128 / 511)
+    height = np.ceil((boxes[:, 3] - boxes[:, 1]) * 128 / 511)
+    radii = np.maximum(gaussian_radius(height, width, 0.3).numpy().astype(int), 0)
+    bumps = draw_gaussians((128, 128), x1, y1, radii).numpy()  # float64
+    expected = np.zeros((128, 128, 5))
+    for bump, cls in zip(bumps, classes, strict=True):
+        expected[..., cls] = np.maximum(expected[..., cls], bump)
+    np.testing.assert_array_equal(ours["tl_heatmap"].numpy(), expected.astype(np.float32))
