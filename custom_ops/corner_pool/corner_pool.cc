@@ -55,7 +55,8 @@ REGISTER_OP("CornerPoolGrad")
     .SetShapeFn(SameShapeRank4)
     .Doc("Gradient of CornerPool: each output's gradient to its arg-max (ties: nearest the border).");
 
-// Reads the direction attr and the input's geometry.
+// The shared part of the four op kernels: reads the direction, checks the inputs (x, and grad
+// for the gradient op), allocates the output and calls Run when there is anything to pool.
 class CornerPoolBase : public OpKernel {
  public:
   explicit CornerPoolBase(OpKernelConstruction* context) : OpKernel(context) {
@@ -65,18 +66,30 @@ class CornerPoolBase : public OpKernel {
     from_end_ = direction == "top" || direction == "left";
   }
 
- protected:
-  bool Geometry(OpKernelContext* context, const Tensor& x, PoolGeometry* geometry) {
-    if (x.dims() != 4) {
-      context->CtxFailure(InvalidArgument("CornerPool: expected an NHWC tensor of rank 4, got "
-                                          "shape ", x.shape().DebugString()));
-      return false;
-    }
-    *geometry = PoolGeometry(x.dim_size(0), x.dim_size(1), x.dim_size(2), x.dim_size(3),
-                             along_h_, from_end_);
-    return true;
+  void Compute(OpKernelContext* context) override {
+    const Tensor& x = context->input(0);
+    OP_REQUIRES(context, x.dims() == 4,
+                InvalidArgument("CornerPool: expected an NHWC tensor of rank 4, got shape ",
+                                x.shape().DebugString()));
+    const bool gradient = context->num_inputs() == 2;
+    OP_REQUIRES(context, !gradient || context->input(1).shape() == x.shape(),
+                InvalidArgument("CornerPoolGrad: grad shape ",
+                                context->input(1).shape().DebugString(),
+                                " differs from x shape ", x.shape().DebugString()));
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &out));
+    if (x.NumElements() == 0) return;
+    const PoolGeometry g(x.dim_size(0), x.dim_size(1), x.dim_size(2), x.dim_size(3), along_h_,
+                         from_end_);
+    Run(context, g, x, gradient ? &context->input(1) : nullptr, out);
   }
 
+ protected:
+  // grad is null for the forward op.
+  virtual void Run(OpKernelContext* context, const PoolGeometry& g, const Tensor& x,
+                   const Tensor* grad, Tensor* out) = 0;
+
+ private:
   bool along_h_ = true;
   bool from_end_ = true;
 };
@@ -126,53 +139,25 @@ void BackwardLines(const T* x, const T* grad, T* dx, const PoolGeometry& g, int6
 }
 
 template <typename T>
-int64_t LineCost(const PoolGeometry& g) {
-  return g.length * g.channels * 4;
-}
-
-template <typename T>
 class CornerPoolCpu : public CornerPoolBase {
  public:
   using CornerPoolBase::CornerPoolBase;
 
-  void Compute(OpKernelContext* context) override {
-    const Tensor& x = context->input(0);
-    PoolGeometry g(0, 0, 0, 0, true, true);
-    if (!Geometry(context, x, &g)) return;
-    Tensor* y = nullptr;
-    OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &y));
-    if (x.NumElements() == 0) return;
+ protected:
+  void Run(OpKernelContext* context, const PoolGeometry& g, const Tensor& x, const Tensor* grad,
+           Tensor* out) override {
     const T* in = x.flat<T>().data();
-    T* out = y->flat<T>().data();
+    const T* g_in = grad ? grad->flat<T>().data() : nullptr;
+    T* result = out->flat<T>().data();
+    const int64_t cost = g.length * g.channels * (grad ? 8 : 4);  // per line
     auto* threads = context->device()->tensorflow_cpu_worker_threads();
-    tensorflow::Shard(threads->num_threads, threads->workers, g.lines, LineCost<T>(g),
-                      [&](int64_t begin, int64_t end) { ForwardLines(in, out, g, begin, end); });
-  }
-};
-
-template <typename T>
-class CornerPoolGradCpu : public CornerPoolBase {
- public:
-  using CornerPoolBase::CornerPoolBase;
-
-  void Compute(OpKernelContext* context) override {
-    const Tensor& x = context->input(0);
-    const Tensor& grad = context->input(1);
-    PoolGeometry g(0, 0, 0, 0, true, true);
-    if (!Geometry(context, x, &g)) return;
-    OP_REQUIRES(context, grad.shape() == x.shape(),
-                InvalidArgument("CornerPoolGrad: grad shape ", grad.shape().DebugString(),
-                                " differs from x shape ", x.shape().DebugString()));
-    Tensor* dx = nullptr;
-    OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &dx));
-    if (x.NumElements() == 0) return;
-    const T* in = x.flat<T>().data();
-    const T* g_in = grad.flat<T>().data();
-    T* out = dx->flat<T>().data();
-    auto* threads = context->device()->tensorflow_cpu_worker_threads();
-    tensorflow::Shard(threads->num_threads, threads->workers, g.lines, LineCost<T>(g) * 2,
+    tensorflow::Shard(threads->num_threads, threads->workers, g.lines, cost,
                       [&](int64_t begin, int64_t end) {
-                        BackwardLines(in, g_in, out, g, begin, end);
+                        if (grad) {
+                          BackwardLines(in, g_in, result, g, begin, end);
+                        } else {
+                          ForwardLines(in, result, g, begin, end);
+                        }
                       });
   }
 };
@@ -181,7 +166,7 @@ class CornerPoolGradCpu : public CornerPoolBase {
   REGISTER_KERNEL_BUILDER(Name("CornerPool").Device(DEVICE_CPU).TypeConstraint<T>("T"),      \
                           CornerPoolCpu<T>);                                                  \
   REGISTER_KERNEL_BUILDER(Name("CornerPoolGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),  \
-                          CornerPoolGradCpu<T>);
+                          CornerPoolCpu<T>);
 REGISTER_CPU(float);
 REGISTER_CPU(Eigen::half);
 REGISTER_CPU(tensorflow::bfloat16);
@@ -193,41 +178,23 @@ class CornerPoolGpu : public CornerPoolBase {
  public:
   using CornerPoolBase::CornerPoolBase;
 
-  void Compute(OpKernelContext* context) override {
-    const Tensor& x = context->input(0);
-    PoolGeometry g(0, 0, 0, 0, true, true);
-    if (!Geometry(context, x, &g)) return;
-    Tensor* y = nullptr;
-    OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &y));
-    if (x.NumElements() == 0) return;
-    LaunchCornerPoolForward(x.flat<float>().data(), y->flat<float>().data(), g,
-                            context->eigen_gpu_device().stream());
-  }
-};
-
-class CornerPoolGradGpu : public CornerPoolBase {
- public:
-  using CornerPoolBase::CornerPoolBase;
-
-  void Compute(OpKernelContext* context) override {
-    const Tensor& x = context->input(0);
-    const Tensor& grad = context->input(1);
-    PoolGeometry g(0, 0, 0, 0, true, true);
-    if (!Geometry(context, x, &g)) return;
-    OP_REQUIRES(context, grad.shape() == x.shape(),
-                InvalidArgument("CornerPoolGrad: grad shape differs from x shape"));
-    Tensor* dx = nullptr;
-    OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &dx));
-    if (x.NumElements() == 0) return;
-    LaunchCornerPoolBackward(x.flat<float>().data(), grad.flat<float>().data(),
-                             dx->flat<float>().data(), g, context->eigen_gpu_device().stream());
+ protected:
+  void Run(OpKernelContext* context, const PoolGeometry& g, const Tensor& x, const Tensor* grad,
+           Tensor* out) override {
+    void* stream = context->eigen_gpu_device().stream();
+    if (grad) {
+      LaunchCornerPoolBackward(x.flat<float>().data(), grad->flat<float>().data(),
+                               out->flat<float>().data(), g, stream);
+    } else {
+      LaunchCornerPoolForward(x.flat<float>().data(), out->flat<float>().data(), g, stream);
+    }
   }
 };
 
 REGISTER_KERNEL_BUILDER(Name("CornerPool").Device(DEVICE_GPU).TypeConstraint<float>("T"),
                         CornerPoolGpu);
 REGISTER_KERNEL_BUILDER(Name("CornerPoolGrad").Device(DEVICE_GPU).TypeConstraint<float>("T"),
-                        CornerPoolGradGpu);
+                        CornerPoolGpu);
 #endif  // GOOGLE_CUDA
 
 }  // namespace cornernet

@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   int n, h, w, c;
-  std::ifstream(dir + "/shape.txt") >> n >> h >> w >> c;  // NHWC
+  cornernet::ReadShape(dir, &n, &h, &w, &c);
   const size_t count = static_cast<size_t>(n) * h * w * c;
   float *x, *grad, *y, *dx;
   CHECK(cudaMalloc(&x, count * 4));

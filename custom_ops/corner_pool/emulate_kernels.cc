@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   int n, h, w, c;
-  std::ifstream(dir + "/shape.txt") >> n >> h >> w >> c;  // NHWC
+  cornernet::ReadShape(dir, &n, &h, &w, &c);
   const size_t count = static_cast<size_t>(n) * h * w * c;
   const std::vector<float> grad = cornernet::ReadFloats(dir + "/grad_out.bin", count);
   int failures = 0;

@@ -19,6 +19,14 @@ struct Direction {
 constexpr Direction kDirections[] = {
     {"top", true, true}, {"bottom", true, false}, {"left", false, true}, {"right", false, false}};
 
+// The NHWC shape of the fixture arrays (shape.txt).
+inline void ReadShape(const std::string& dir, int* n, int* h, int* w, int* c) {
+  if (!(std::ifstream(dir + "/shape.txt") >> *n >> *h >> *w >> *c)) {
+    std::fprintf(stderr, "cannot read %s/shape.txt\n", dir.c_str());
+    std::exit(2);
+  }
+}
+
 inline std::vector<float> ReadFloats(const std::string& path, size_t count) {
   std::vector<float> data(count);
   std::ifstream file(path, std::ios::binary);
