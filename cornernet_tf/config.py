@@ -160,14 +160,21 @@ class Config:
                 f"{self.source}: data.class_names has {len(names)} names for "
                 f"model.num_classes = {self.model.num_classes}"
             )
-        stride = 4 * 2**self.model.depth
         for side in self.data.input_size:
-            if (side + 1) % stride:
-                raise ConfigError(
-                    f"{self.source}: data.input_size side {side} does not fit a depth-"
-                    f"{self.model.depth} hourglass: sides must be {stride - 1} mod {stride} "
-                    f"(e.g. {stride - 1}, {2 * stride - 1}, {4 * stride - 1})"
-                )
+            if problem := input_side_problem(side, self.model.depth):
+                raise ConfigError(f"{self.source}: data.input_size side {problem}")
+
+
+def input_side_problem(side: int, depth: int) -> str | None:
+    """None if a depth-`depth` hourglass takes inputs `side` pixels wide, else why not."""
+    stride = 4 * 2**depth
+    if side >= stride - 1 and (side + 1) % stride == 0:
+        return None
+    return (
+        f"{side} does not fit a depth-{depth} hourglass: sides must be one less than a multiple "
+        f"of {stride}, {stride - 1} mod {stride} (e.g. {stride - 1}, {2 * stride - 1}, "
+        f"{4 * stride - 1})"
+    )
 
 
 def load_config(

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from cornernet_tf.config import Config
+from cornernet_tf.config import Config, input_side_problem
 from cornernet_tf.decode import decode
 from cornernet_tf.preprocess import normalize_image
 
@@ -66,14 +66,11 @@ def fit_scale(height, width, input_size: int) -> tf.Tensor:
     return (input_size + 1e-6) / longer
 
 
-def check_input_size(input_size: int, stride: int) -> int:
-    """`input_size` if N + 1 is a multiple of the network stride, else a ValueError."""
-    if input_size < stride - 1 or (input_size + 1) % stride:
-        good = max(stride, (input_size + 1) // stride * stride) - 1
-        raise ValueError(
-            f"input size must be one less than a multiple of {stride} (the network stride), "
-            f"got {input_size}; e.g. {good}"
-        )
+def check_input_size(input_size: int, depth: int) -> int:
+    """`input_size` if a depth-`depth` hourglass takes it (N + 1 a multiple of the stride), else
+    a ValueError."""
+    if problem := input_side_problem(input_size, depth):
+        raise ValueError(f"input size {problem}")
     return input_size
 
 
@@ -108,7 +105,7 @@ def detect_image(
     if input_size is None:
         scales = test.scales
     else:
-        check_input_size(input_size, stride)
+        check_input_size(input_size, config.model.depth)
         if len(test.scales) > 1:
             raise ValueError(
                 f"a fixed input size ({input_size}) runs one scale, but test.scales is "
