@@ -14,7 +14,7 @@ cv2 images: random scale crop (scales 0.6..1.3, border 128, zero padding) or, fo
 the centred full-image square; resize to the input size; horizontal flip (p 0.5,
 x1' = W - x2 - 1); /255; brightness, contrast, saturation in random order (alpha 1 +- 0.4); PCA
 lighting (std 0.1); (x - mean) / std. Boxes are clipped and degenerate ones dropped by
-`encode_targets`.
+`encode_corners`. The batches carry sparse targets; the train step draws the heatmaps.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf.config import Config
-from cornernet_tf.targets import encode_targets
+from cornernet_tf.targets import encode_corners
 
 RANDOM_SCALES = tuple(np.arange(0.6, 1.4, 0.1))  # 0.6 ... 1.3 (1.4 excluded), as the official
 BORDER = 128
@@ -226,40 +226,46 @@ def random_crop(image, boxes, input_size, seed, scales=RANDOM_SCALES, border=BOR
 def _border(border: int, size):
     """The official _get_border: border // i for the first i = 1, 2, 4 ... with size - b > b."""
     i = tf.constant(1)
-    i = tf.while_loop(lambda i: size - border // i <= border // i, lambda i: i * 2, [i])[0]
+    i = tf.while_loop(lambda i: size - border // i <= border // i, lambda i: [i * 2], [i])[0]
     return border // i
 
 
 def resize(image, boxes, size):
-    """Bilinear resize to `size` (h, w), boxes scaled per axis (the official _resize_image)."""
+    """Bilinear resize to `size` (h, w), float32 out; boxes scaled per axis (the official
+    _resize_image)."""
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    resized = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
+    resized = tf.image.resize(image, size, method="bilinear")
     ratio = tf.constant(size, tf.float32) / shape
     return resized, boxes * tf.stack([ratio[1], ratio[0], ratio[1], ratio[0]])
 
 
-def flip(image, boxes):
-    """Mirror left-right; x1', x2' = W - x2 - 1, W - x1 - 1 (the official convention)."""
-    width = tf.cast(tf.shape(image)[1], boxes.dtype)
+def flip_boxes(boxes, width):
+    """Boxes of the image mirrored left-right: x1', x2' = W - x2 - 1, W - x1 - 1 (the official
+    convention)."""
+    width = tf.cast(width, boxes.dtype)
     x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
-    return tf.reverse(image, [1]), tf.stack([width - x2 - 1, y1, width - x1 - 1, y2], -1)
+    return tf.stack([width - x2 - 1, y1, width - x1 - 1, y2], -1)
 
 
-def color_jitter(image, seed, var: float = 0.4):
-    """Brightness, contrast and saturation in a random order; image BGR in [0, 1]."""
-    seeds = tf.random.experimental.stateless_split(seed, 4)
+def color_jitter(seed, gray_mean, var: float = 0.4):
+    """The official color_jittering_ as coefficients (scale, gray_weight, offset): brightness,
+    contrast and saturation in a random order (alpha 1 +- var) turn the image x (BGR in [0, 1])
+    into scale * x + gray_weight * gray + offset, where gray is the gray image of x and
+    gray_mean its mean, both taken once before the steps, as the official code does."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
     alphas = 1.0 + tf.random.stateless_uniform([3], seeds[0], -var, var)
-    gray = tf.tensordot(image, tf.constant([0.114, 0.587, 0.299]), 1)[..., None]  # BGR -> Y
-    gray_mean = tf.reduce_mean(gray)
 
-    def brightness(x):
-        return x * alphas[0]
+    def brightness(scale, gray_weight, offset):
+        a = alphas[0]
+        return scale * a, gray_weight * a, offset * a
 
-    def contrast(x):
-        return x * alphas[1] + gray_mean * (1 - alphas[1])
+    def contrast(scale, gray_weight, offset):
+        a = alphas[1]
+        return scale * a, gray_weight * a, offset * a + gray_mean * (1 - a)
 
-    def saturation(x):
-        return x * alphas[2] + gray * (1 - alphas[2])
+    def saturation(scale, gray_weight, offset):
+        a = alphas[2]
+        return scale * a, gray_weight * a + (1 - a), offset * a
 
     steps = (brightness, contrast, saturation)
     orders = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
@@ -267,21 +273,35 @@ def color_jitter(image, seed, var: float = 0.4):
 
     def apply(order):
         def run():
-            x = image
+            coefficients = (tf.constant(1.0), tf.constant(0.0), tf.constant(0.0))
             for k in order:
-                x = steps[k](x)
-            return x
+                coefficients = steps[k](*coefficients)
+            return tf.stack(coefficients)
 
         return run
 
-    return tf.switch_case(pick, [apply(order) for order in orders])
+    return tf.unstack(tf.switch_case(pick, [apply(order) for order in orders]))
 
 
-def lighting(image, seed, std: float = 0.1):
-    """PCA lighting noise: image += eigvec @ (eigval * N(0, std, 3)), BGR."""
+def lighting(seed, std: float = 0.1):
+    """The official PCA lighting noise: the BGR shift eigvec @ (eigval * N(0, std, 3))."""
     alpha = tf.random.stateless_normal([3], seed, stddev=std)
-    shift = tf.linalg.matvec(tf.constant(EIGEN_VECTORS), tf.constant(EIGEN_VALUES) * alpha)
-    return image + shift
+    return tf.linalg.matvec(tf.constant(EIGEN_VECTORS), tf.constant(EIGEN_VALUES) * alpha)
+
+
+def network_input(image_rgb, data, scale=1.0, gray_weight=0.0, shift=(0.0, 0.0, 0.0)):
+    """RGB in [0, 255] -> network input, BGR ((scale x + gray_weight gray(x) + shift) - mean) / std
+    with x the BGR image / 255: one 3 x 3 matrix and an offset, a single pass over the pixels.
+
+    With the defaults it is the official normalize_ alone; with `color_jitter` and `lighting`
+    coefficients it is the official colour augmentation followed by normalize_.
+    """
+    std = tf.constant(data.std_bgr)
+    gray_rgb = tf.constant([0.299, 0.587, 0.114])  # cv2 BGR2GRAY weights, in RGB order
+    swap = tf.constant([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # RGB -> BGR
+    matrix = (scale * swap + gray_weight * gray_rgb[:, None]) / (255.0 * std)
+    offset = (shift - tf.constant(data.mean_bgr)) / std
+    return tf.tensordot(image_rgb, matrix, 1) + offset
 
 
 # --------------------------------------------------------------------------------- pipeline
@@ -293,32 +313,40 @@ def decode_image(encoded) -> tf.Tensor:
 
 
 def prepare_example(example, seed, config: Config, training: bool):
-    """One decoded source example -> (normalised BGR image (H, W, 3), targets dict)."""
+    """One decoded source example -> (normalised BGR image (H, W, 3), sparse targets dict of
+    `encode_corners`; `draw_heatmaps` makes the heatmaps in the train step).
+
+    Crop and flip run on the uint8 source pixels and colour, lighting and normalisation in one
+    affine map, which is the official sequence of steps with fewer passes over the image: the
+    bilinear resize commutes with the mirror and the colour steps are affine maps.
+    """
     data = config.data
     input_size = tuple(data.input_size)
-    image = tf.reverse(tf.cast(example["image"], tf.float32), [-1])  # RGB -> BGR
+    image = example["image"]
     boxes = tf.cast(example["boxes"], tf.float32)
     seeds = tf.random.experimental.stateless_split(seed, 4)
     if training:
         image, boxes = random_crop(image, boxes, input_size, seeds[0])
+        flipped = tf.random.stateless_uniform([], seeds[1]) > 0.5
+        image = tf.cond(flipped, lambda: tf.reverse(image, [1]), lambda: image)
     else:
         image, boxes = full_image_crop(image, boxes)
     image, boxes = resize(image, boxes, input_size)
     if training:
-        flipped = tf.random.stateless_uniform([], seeds[1]) > 0.5
-        image, boxes = tf.cond(flipped, lambda: flip(image, boxes), lambda: (image, boxes))
-    image = image / 255.0
-    if training:
-        image = lighting(color_jitter(image, seeds[2]), seeds[3])
-    image = (image - tf.constant(data.mean_bgr)) / tf.constant(data.std_bgr)
+        boxes = tf.cond(flipped, lambda: flip_boxes(boxes, input_size[1]), lambda: boxes)
+        gray_rgb = tf.constant([0.299, 0.587, 0.114])
+        gray_mean = tf.tensordot(tf.reduce_mean(image, [0, 1]), gray_rgb, 1) / 255.0
+        scale, gray_weight, offset = color_jitter(seeds[2], gray_mean)
+        image = network_input(image, data, scale, gray_weight, offset + lighting(seeds[3]))
+    else:
+        image = network_input(image, data)
     image = tf.ensure_shape(image, [*input_size, 3])
     output_size = ((input_size[0] + 1) // 4, (input_size[1] + 1) // 4)
-    targets = encode_targets(
+    targets = encode_corners(
         boxes,
         example["classes"],
         input_size=input_size,
         output_size=output_size,
-        num_classes=config.model.num_classes,
         max_objects=data.max_objects,
         gaussian_iou=data.gaussian_iou,
     )
@@ -334,7 +362,8 @@ def make_dataset(
     seed: int = 0,
     start: int = 0,
 ) -> tf.data.Dataset:
-    """Batches of (images (B, H, W, 3) float32 normalised BGR, targets dict; mask as float32).
+    """Batches of (images (B, H, W, 3) float32 normalised BGR, sparse targets of `encode_corners`;
+    mask as float32). The model's train step draws the heatmaps (`draw_heatmaps`).
 
     training: shuffled (reshuffled every epoch, deterministic for a seed), augmented, repeated
     forever, partial batches dropped; `start` skips that many examples (to resume). Otherwise:

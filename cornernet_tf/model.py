@@ -26,6 +26,7 @@ from cornernet_tf.config import Config
 from cornernet_tf.heads import HEAD_NAMES, make_heads
 from cornernet_tf.layers import ConvBN, ConvBNLinear, CornerModule, Residual
 from cornernet_tf.losses import cornernet_loss
+from cornernet_tf.targets import with_heatmaps
 
 LOSS_TERMS = ("loss", "focal", "pull", "push", "offset")
 
@@ -104,9 +105,17 @@ class CornerNet(keras.Model):
     # metrics, which are aggregated over replicas: global values, not one replica's.
 
     def compute_losses(self, images, targets, training: bool) -> dict:
-        """The loss terms (float32) of a batch: loss (= total), focal, pull, push, offset."""
+        """The loss terms (float32) of a batch: loss (= total), focal, pull, push, offset.
+
+        targets: sparse (`encode_corners`, as make_dataset gives them; the heatmaps are drawn
+        here, on the device) or with their heatmaps already (`encode_targets`).
+        """
         predictions = self(images, training=training, all_stacks=True)
         predictions = {key: keras.ops.cast(value, "float32") for key, value in predictions.items()}
+        size = predictions["tl_heatmap"].shape[2:4]
+        if None in size:
+            size = tf.unstack(tf.shape(predictions["tl_heatmap"])[2:4])
+        targets = with_heatmaps(targets, size, self.num_classes)
         terms = cornernet_loss(predictions, targets, **self.loss_weights)
         return {"loss": terms["total"], **{k: terms[k] for k in LOSS_TERMS[1:]}}
 

@@ -9,10 +9,13 @@ For one example, in TensorFlow ops without a Python loop over boxes (usable insi
        box's size on the output map (ceil'd, gaussian_iou 0.3; the corrected formula), sigma =
        (2r + 1) / 6, values below float64 eps dropped, peak exactly 1, overlapping bumps of a
        class merged by elementwise max.
-More than `max_objects` boxes: every box is drawn on the heatmaps, the first `max_objects` get
-embedding indices, offsets and the mask (the official code raises IndexError there).
-Arithmetic is float64, as in the official numpy code; each bump is cast to float32 before the
-per-class max, which gives the same values as casting the max (the cast is monotonic).
+More than `max_objects` boxes (default 128): the first `max_objects` are used, on the heatmaps
+too (the official code raises IndexError there).
+Arithmetic is float64, as in the official numpy code.
+
+Two parts: `encode_corners` (per example, in the input pipeline: indices, offsets, classes and
+radii of the K = max_objects objects) and `draw_heatmaps` (per batch, in the train step: the
+dense heatmaps). `encode_targets` does both for one example.
 """
 
 from __future__ import annotations
@@ -57,22 +60,25 @@ def draw_gaussians(shape, xs, ys, radii) -> tf.Tensor:
     return tf.where(inside, bump, tf.zeros_like(bump))
 
 
-def encode_targets(
+def encode_corners(
     boxes,
     classes,
     *,
     input_size,
     output_size,
-    num_classes: int,
     max_objects: int = 128,
     gaussian_iou: float = 0.3,
 ) -> dict[str, tf.Tensor]:
-    """Targets of one example.
+    """The sparse targets of one example: what the input pipeline carries (a few kB).
 
     boxes: (N, 4) [x1, y1, x2, y2] in input pixels; classes: (N,) 0-based.
     input_size, output_size: (height, width).
-    Returns tl_heatmap, br_heatmap (h, w, num_classes) float32; tl_index, br_index (K,) int32
-    flat y * w + x; tl_offset, br_offset (K, 2) float32 (x, y); mask (K,) bool; K = max_objects.
+    Returns, with K = max_objects rows (the first K kept boxes; zero rows after them):
+        tl_index, br_index (K,) int32 flat y * w + x on the output map;
+        tl_offset, br_offset (K, 2) float32 (x, y);
+        classes (K,) int32; radius (K,) int32 gaussian radius on the output map;
+        mask (K,) bool.
+    `draw_heatmaps` turns a batch of them into the dense heatmaps.
     """
     in_h, in_w = input_size
     out_h, out_w = output_size
@@ -83,33 +89,84 @@ def encode_targets(
     x2 = tf.clip_by_value(boxes[:, 2], 0.0, in_w - 1.0)
     y2 = tf.clip_by_value(boxes[:, 3], 0.0, in_h - 1.0)
     keep = (x2 - x1 > 0) & (y2 - y1 > 0)
-    x1, y1, x2, y2, classes = (tf.boolean_mask(t, keep) for t in (x1, y1, x2, y2, classes))
+    x1, y1, x2, y2, classes = (
+        tf.boolean_mask(t, keep)[:max_objects] for t in (x1, y1, x2, y2, classes)
+    )
 
     width_ratio, height_ratio = out_w / in_w, out_h / in_h
-    corners = {
-        "tl": (x1 * width_ratio, y1 * height_ratio),
-        "br": (x2 * width_ratio, y2 * height_ratio),
-    }
     box_w = tf.math.ceil((x2 - x1) * width_ratio)
     box_h = tf.math.ceil((y2 - y1) * height_ratio)
-    radii = tf.maximum(tf.cast(gaussian_radius(box_h, box_w, gaussian_iou), tf.int32), 0)
-
-    count = tf.shape(classes)[0]
-    kept = tf.minimum(count, max_objects)
-    targets = {}
-    for corner, (fx, fy) in corners.items():
+    radius = tf.maximum(tf.cast(gaussian_radius(box_h, box_w, gaussian_iou), tf.int32), 0)
+    targets = {"classes": _pad(classes, max_objects), "radius": _pad(radius, max_objects)}
+    for corner, (x, y) in {"tl": (x1, y1), "br": (x2, y2)}.items():
+        fx, fy = x * width_ratio, y * height_ratio
         ix, iy = tf.floor(fx), tf.floor(fy)  # int() of non-negative numbers
-        # cast before the max: the same values (the cast is monotonic), half the bytes to move
-        bumps = tf.cast(draw_gaussians((out_h, out_w), ix, iy, radii), tf.float32)
-        per_class = tf.math.unsorted_segment_max(bumps, classes, num_segments=num_classes)
-        heatmap = tf.maximum(per_class, 0.0)  # classes without boxes come back as -inf
-        targets[f"{corner}_heatmap"] = tf.transpose(heatmap, [1, 2, 0])
         index = tf.cast(iy, tf.int32) * out_w + tf.cast(ix, tf.int32)
         offset = tf.cast(tf.stack([fx - ix, fy - iy], axis=-1), tf.float32)
-        targets[f"{corner}_index"] = _pad(index[:max_objects], max_objects)
-        targets[f"{corner}_offset"] = _pad(offset[:max_objects], max_objects)
-    targets["mask"] = tf.range(max_objects) < kept
+        targets[f"{corner}_index"] = _pad(index, max_objects)
+        targets[f"{corner}_offset"] = _pad(offset, max_objects)
+    targets["mask"] = tf.range(max_objects) < tf.shape(classes)[0]
     return targets
+
+
+def draw_heatmaps(targets: dict, output_size, num_classes: int) -> dict[str, tf.Tensor]:
+    """tl_heatmap, br_heatmap (B, h, w, num_classes) float32 from a batch of `encode_corners`.
+
+    One gaussian bump per valid object and corner, merged per class by elementwise max. The
+    bumps are float64 as in the official code, each cast to float32 before the max, which gives
+    the same values as casting the max (the cast is monotonic) with half the bytes to move.
+    Runs in the train step, on the accelerator: the dense maps (2 x 80 x 128 x 128 floats per
+    image at 511) never pass through the input pipeline.
+    """
+    out_h, out_w = output_size
+    mask = tf.not_equal(tf.cast(targets["mask"], tf.float32), 0.0)
+    valid = tf.where(mask)  # (V, 2): image, object
+    batch = tf.shape(mask)[0]
+    radius = tf.gather_nd(targets["radius"], valid)
+    classes = tf.gather_nd(targets["classes"], valid)
+    segments = tf.cast(valid[:, 0], tf.int32) * num_classes + classes
+    heatmaps = {}
+    for corner in ("tl", "br"):
+        index = tf.gather_nd(targets[f"{corner}_index"], valid)
+        bumps = draw_gaussians((out_h, out_w), index % out_w, index // out_w, radius)
+        per_class = tf.math.unsorted_segment_max(
+            tf.cast(bumps, tf.float32), segments, num_segments=batch * num_classes
+        )
+        per_class = tf.maximum(per_class, 0.0)  # classes without objects come back as -inf
+        per_class = tf.reshape(per_class, [batch, num_classes, out_h, out_w])
+        heatmaps[f"{corner}_heatmap"] = tf.transpose(per_class, [0, 2, 3, 1])
+    return heatmaps
+
+
+def with_heatmaps(targets: dict, output_size, num_classes: int) -> dict[str, tf.Tensor]:
+    """A batch of targets with its heatmaps drawn (unchanged if it has them already)."""
+    if "tl_heatmap" in targets:
+        return targets
+    return {**targets, **draw_heatmaps(targets, output_size, num_classes)}
+
+
+def encode_targets(
+    boxes,
+    classes,
+    *,
+    input_size,
+    output_size,
+    num_classes: int,
+    max_objects: int = 128,
+    gaussian_iou: float = 0.3,
+) -> dict[str, tf.Tensor]:
+    """The full targets of one example: `encode_corners` plus its heatmaps
+    tl_heatmap, br_heatmap (h, w, num_classes) float32."""
+    corners = encode_corners(
+        boxes,
+        classes,
+        input_size=input_size,
+        output_size=output_size,
+        max_objects=max_objects,
+        gaussian_iou=gaussian_iou,
+    )
+    heatmaps = draw_heatmaps({k: v[None] for k, v in corners.items()}, output_size, num_classes)
+    return {**corners, **{k: v[0] for k, v in heatmaps.items()}}
 
 
 def _pad(values: tf.Tensor, length: int) -> tf.Tensor:

@@ -10,11 +10,12 @@ from cornernet_tf import load_config
 from cornernet_tf.data import (
     coco_source,
     crop_around,
-    flip,
+    flip_boxes,
     make_dataset,
     prepare_example,
     tfrecord_source,
 )
+from cornernet_tf.targets import draw_heatmaps
 from tests.helpers import ROOT, load_fixture, run_script
 
 
@@ -33,6 +34,9 @@ def test_evaluation_pipeline_gives_the_official_targets(case):
     }
     image, targets = prepare_example(example, tf.constant([0, 0], tf.int64), config, training=False)
     assert image.shape == (*input_size, 3)
+    output_size = ((input_size[0] + 1) // 4, (input_size[1] + 1) // 4)
+    batch = {k: v[None] for k, v in targets.items()}
+    targets = {**targets, **{k: v[0] for k, v in draw_heatmaps(batch, output_size, 80).items()}}
     for corner in ("tl", "br"):
         official = np.transpose(ref[f"case{case}_{corner}_heatmaps"][0], (1, 2, 0))
         np.testing.assert_allclose(targets[f"{corner}_heatmap"], official, atol=1e-5)
@@ -59,8 +63,7 @@ def test_crop_around_matches_the_official_crop_image():
 
 
 def test_flip_uses_the_official_convention():
-    image = tf.zeros([4, 10, 3])
-    _, boxes = flip(image, tf.constant([[1.0, 2.0, 4.0, 3.0]]))
+    boxes = flip_boxes(tf.constant([[1.0, 2.0, 4.0, 3.0]]), 10)
     np.testing.assert_array_equal(boxes, [[10 - 4 - 1, 2, 10 - 1 - 1, 3]])
 
 
@@ -81,7 +84,8 @@ def test_training_pipeline_is_deterministic_and_resumable(shapes):
     first, again = batches(run(7), 5), batches(run(7), 5)
     for (xa, ta), (xb, tb) in zip(first, again, strict=True):
         np.testing.assert_array_equal(xa, xb)
-        np.testing.assert_array_equal(ta["tl_heatmap"], tb["tl_heatmap"])
+        for key in ta:
+            np.testing.assert_array_equal(ta[key], tb[key], err_msg=key)
     other = batches(run(8), 1)
     assert not np.array_equal(other[0][0], first[0][0])
     resumed = batches(run(7, start=3 * 4), 2)  # the 4th and 5th batches (across an epoch)
@@ -92,10 +96,48 @@ def test_training_pipeline_is_deterministic_and_resumable(shapes):
 def test_augmented_batches_look_like_network_input(shapes):
     source = coco_source(shapes / "train.json", shapes / "train")
     x, t = next(iter(make_dataset(source, tiny_config(), batch_size=4, training=True)))
-    assert x.shape == (4, 127, 127, 3) and t["tl_heatmap"].shape == (4, 32, 32, 4)
+    assert x.shape == (4, 127, 127, 3) and "tl_heatmap" not in t  # drawn in the train step
+    assert t["tl_index"].shape == (4, 128) and t["tl_offset"].shape == (4, 128, 2)
     assert -3 < float(tf.reduce_mean(x)) < 3 and float(tf.math.reduce_std(x)) > 0.1
-    assert int(tf.reduce_sum(tf.cast(t["mask"], tf.int32))) > 0
-    assert float(tf.reduce_max(t["tl_heatmap"])) == 1.0
+    assert int(tf.reduce_sum(t["mask"])) > 0
+    heatmaps = draw_heatmaps(t, (32, 32), 4)
+    assert heatmaps["tl_heatmap"].shape == (4, 32, 32, 4)
+    assert float(tf.reduce_max(heatmaps["tl_heatmap"])) == 1.0
+
+
+def test_augmentation_equals_the_official_order_of_steps(shapes):
+    """prepare_example crops and flips the uint8 source and folds colour into one affine map;
+    the official order (float crop, resize, flip, /255, colour steps, lighting, normalize_) with
+    the same random numbers gives the same image and targets."""
+    from cornernet_tf.data import color_jitter, lighting, random_crop, resize
+    from cornernet_tf.targets import encode_corners
+
+    source = coco_source(shapes / "train.json", shapes / "train")
+    config = tiny_config()
+    data, size = config.data, (127, 127)
+    flips = 0
+    for index, item in enumerate(source.items.take(6)):
+        example = source.load(item)
+        seed = tf.constant([index, 5], tf.int64)
+        image, targets = prepare_example(example, seed, config, training=True)
+
+        seeds = tf.random.experimental.stateless_split(seed, 4)
+        pixels = tf.cast(example["image"], tf.float32)
+        crop, boxes = random_crop(pixels, example["boxes"], size, seeds[0])
+        x, boxes = resize(crop, boxes, size)
+        if tf.random.stateless_uniform([], seeds[1]) > 0.5:
+            flips += 1
+            x, boxes = x[:, ::-1], flip_boxes(boxes, size[1])
+        x = x.numpy()[..., ::-1] / 255.0  # BGR
+        gray = x @ np.array([0.114, 0.587, 0.299], np.float32)
+        scale, gray_weight, offset = (float(v) for v in color_jitter(seeds[2], gray.mean()))
+        x = scale * x + gray_weight * gray[..., None] + offset + lighting(seeds[3]).numpy()
+        expected = (x - np.array(data.mean_bgr)) / np.array(data.std_bgr)
+        np.testing.assert_allclose(image, expected, atol=1e-4)
+        official = encode_corners(boxes, example["classes"], input_size=size, output_size=(32, 32))
+        for key in official:
+            np.testing.assert_allclose(targets[key], official[key], atol=1e-5, err_msg=key)
+    assert 0 < flips < 6
 
 
 def test_tfrecords_round_trip(shapes, tmp_path):
@@ -159,22 +201,27 @@ def test_missing_and_corrupt_images_are_left_out_with_warnings(shapes, tmp_path)
 
 
 @pytest.mark.parametrize("key", range(6))
-def test_color_jitter_and_lighting_equal_the_official_steps(key):
-    """color_jitter + lighting against the official color_jittering_ + lighting_ (sample/utils.py),
-    step by step in NumPy with the same random numbers."""
-    from cornernet_tf.data import EIGEN_VALUES, EIGEN_VECTORS, color_jitter, lighting
+def test_colour_augmentation_equals_the_official_steps(key):
+    """color_jitter + lighting + normalisation as one affine map (network_input) against the
+    official color_jittering_, lighting_ and normalize_ (sample/utils.py, utils/image.py), step
+    by step in NumPy with the same random numbers, on an RGB image."""
+    from cornernet_tf.data import EIGEN_VALUES, EIGEN_VECTORS, color_jitter, lighting, network_input
 
+    data = load_config(None).data
     rng = np.random.default_rng(key)
-    image = rng.uniform(0, 255, (23, 31, 3)).astype(np.float32)
+    rgb = rng.uniform(0, 255, (23, 31, 3)).astype(np.float32)
     jitter_seed, lighting_seed = tf.constant([key, 1], tf.int64), tf.constant([key, 2], tf.int64)
-    out = lighting(color_jitter(tf.constant(image / 255.0), jitter_seed), lighting_seed).numpy()
+    gray_mean = float(np.mean(rgb @ np.array([0.299, 0.587, 0.114], np.float32))) / 255
+    scale, gray_weight, offset = color_jitter(jitter_seed, gray_mean)
+    shift = offset + lighting(lighting_seed)
+    out = network_input(tf.constant(rgb), data, scale, gray_weight, shift).numpy()
 
-    seeds = tf.random.experimental.stateless_split(jitter_seed, 4)
+    seeds = tf.random.experimental.stateless_split(jitter_seed, 2)
     alphas = 1 + tf.random.stateless_uniform([3], seeds[0], -0.4, 0.4).numpy()
     orders = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
     order = orders[int(tf.random.stateless_uniform([], seeds[1], 0, 6, tf.int32))]
     noise = tf.random.stateless_normal([3], lighting_seed, stddev=0.1).numpy()
-    x = image / 255.0
+    x = rgb[..., ::-1] / 255.0  # BGR, as cv2 reads it
     gs = x @ np.array([0.114, 0.587, 0.299], np.float32)  # cv2 BGR2GRAY
     gs_mean = gs.mean()
     for k in order:  # brightness_, contrast_, saturation_ (blend_ with gs_mean / gs)
@@ -184,5 +231,15 @@ def test_color_jitter_and_lighting_equal_the_official_steps(key):
             x = x * alphas[1] + gs_mean * (1 - alphas[1])
         else:
             x = x * alphas[2] + gs[..., None] * (1 - alphas[2])
-    expected = x + np.dot(np.array(EIGEN_VECTORS), np.array(EIGEN_VALUES) * noise)
-    np.testing.assert_allclose(out, expected, atol=1e-5)
+    x = x + np.dot(np.array(EIGEN_VECTORS), np.array(EIGEN_VALUES) * noise)
+    expected = (x - np.array(data.mean_bgr)) / np.array(data.std_bgr)
+    np.testing.assert_allclose(out, expected, atol=2e-5)
+
+
+def test_network_input_alone_is_the_official_normalisation():
+    from cornernet_tf.data import network_input
+    from cornernet_tf.preprocess import normalize_image
+
+    data = load_config(None).data
+    rgb = tf.constant(np.random.default_rng(0).uniform(0, 255, (9, 7, 3)), tf.float32)
+    np.testing.assert_allclose(network_input(rgb, data), normalize_image(rgb, data), atol=1e-5)

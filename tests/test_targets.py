@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cornernet_tf.targets import draw_gaussians, encode_targets, gaussian_radius
+from cornernet_tf.targets import (
+    draw_gaussians,
+    draw_heatmaps,
+    encode_corners,
+    encode_targets,
+    gaussian_radius,
+)
 from tests.helpers import load_fixture
 
 
@@ -146,9 +152,16 @@ def test_empty_image_and_too_many_boxes():
         max_objects=8,
     )
     assert many["mask"].numpy().sum() == 8 and many["tl_index"].shape == (8,)
-    assert (
-        np.sum(many["tl_heatmap"].numpy() == 1) >= 11
-    )  # every box drawn (at most one shared peak)
+    first = encode_targets(
+        boxes[:8],
+        np.arange(8) % 3,
+        input_size=(255, 255),
+        output_size=(64, 64),
+        num_classes=3,
+        max_objects=8,
+    )
+    for key in first:  # the first max_objects boxes, on the heatmaps too
+        np.testing.assert_array_equal(many[key], first[key], err_msg=key)
 
 
 def test_runs_in_tf_data_with_unknown_box_count():
@@ -187,3 +200,24 @@ def test_heatmaps_are_the_float64_maxima_cast_once():
     for bump, cls in zip(bumps, classes, strict=True):
         expected[..., cls] = np.maximum(expected[..., cls], bump)
     np.testing.assert_array_equal(ours["tl_heatmap"].numpy(), expected.astype(np.float32))
+
+
+def test_heatmaps_drawn_per_batch_equal_each_example_alone():
+    """draw_heatmaps on a batch of encode_corners (float mask, as the train step gets it) gives
+    each example's own heatmaps: objects of one image never leak into another."""
+    rng = np.random.default_rng(3)
+    examples = []
+    for count in (5, 0, 9):
+        xy = rng.uniform(0, 400, (count, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(5, 100, (count, 2))], 1)
+        examples.append((boxes, rng.integers(0, 4, count)))
+    kwargs = dict(input_size=(511, 511), output_size=(128, 128), max_objects=16)
+    alone = [encode_targets(b, c, num_classes=4, **kwargs) for b, c in examples]
+    batch = [encode_corners(b, c, **kwargs) for b, c in examples]
+    batch = {k: tf.stack([t[k] for t in batch]) for k in batch[0]}
+    batch["mask"] = tf.cast(batch["mask"], tf.float32)
+    drawn = draw_heatmaps(batch, (128, 128), 4)
+    for corner in ("tl", "br"):
+        expected = np.stack([t[f"{corner}_heatmap"] for t in alone])
+        np.testing.assert_array_equal(drawn[f"{corner}_heatmap"], expected)
+    assert np.all(expected[1] == 0) and np.sum(expected[2] == 1) >= 8
