@@ -104,6 +104,17 @@ class CornerNet(keras.Model):
     # per-replica losses, the official `loss.mean()` over GPUs. The logged terms are Keras
     # metrics, which are aggregated over replicas: global values, not one replica's.
 
+    def compile(self, optimizer="rmsprop", *args, jit_compile="auto", **kwargs):
+        """keras compile; with jit_compile (Keras resolves "auto": XLA where a GPU is), XLA
+        compiles the network, loss and gradients of the train step, not the whole step: drawing
+        the heatmaps has data-dependent shapes, which XLA cannot take."""
+        super().compile(optimizer, *args, jit_compile=jit_compile, **kwargs)
+        self.xla_gradients = bool(self.jit_compile)
+        self.jit_compile = False
+        self._gradients = self._loss_and_gradients
+        if self.xla_gradients:
+            self._gradients = tf.function(self._loss_and_gradients, jit_compile=True)
+
     def compute_losses(self, images, targets, training: bool) -> dict:
         """The loss terms (float32) of a batch: loss (= total), focal, pull, push, offset.
 
@@ -112,23 +123,31 @@ class CornerNet(keras.Model):
         """
         predictions = self(images, training=training, all_stacks=True)
         predictions = {key: keras.ops.cast(value, "float32") for key, value in predictions.items()}
-        size = predictions["tl_heatmap"].shape[2:4]
-        if None in size:
-            size = tf.unstack(tf.shape(predictions["tl_heatmap"])[2:4])
-        targets = with_heatmaps(targets, size, self.num_classes)
-        terms = cornernet_loss(predictions, targets, **self.loss_weights)
+        terms = cornernet_loss(
+            predictions, self.with_heatmaps(images, targets), **self.loss_weights
+        )
         return {"loss": terms["total"], **{k: terms[k] for k in LOSS_TERMS[1:]}}
+
+    def with_heatmaps(self, images, targets) -> dict:
+        """Targets with their heatmaps, drawn (`draw_heatmaps`) if they are sparse."""
+        shape = images.shape[1:3]
+        if None in shape:
+            shape = tf.unstack(tf.shape(images)[1:3])
+        size = [(side + 1) // 4 for side in shape]
+        return with_heatmaps(targets, size, self.num_classes)
 
     def train_step(self, data):
         images, targets = data
+        terms, gradients = self._gradients(images, self.with_heatmaps(images, targets))
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
+        return self._track(terms)
+
+    def _loss_and_gradients(self, images, targets):
         with tf.GradientTape() as tape:
             terms = self.compute_losses(images, targets, training=True)
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(terms["loss"] / replicas)
-        variables = self.trainable_variables
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        return self._track(terms)
+        return terms, tape.gradient(scaled, self.trainable_variables)
 
     def test_step(self, data):
         images, targets = data

@@ -22,7 +22,6 @@ import yaml
 from cornernet_tf.config import Config, to_dict
 from cornernet_tf.data import coco_source, make_dataset, tfrecord_source
 from cornernet_tf.model import CornerNet, build_model
-from cornernet_tf.targets import with_heatmaps
 
 
 class TrainingError(RuntimeError):
@@ -221,8 +220,7 @@ class TrainingLog(keras.callbacks.Callback):
             return
         images, targets = next(iter(self.val))
         outputs = self.model(images[:4], training=False)
-        size = outputs["tl_heatmap"].shape[1:3]
-        targets = with_heatmaps(targets, size, self.config.model.num_classes)
+        targets = self.model.with_heatmaps(images, targets)
         data = self.config.data
         rgb = (images[:4] * tf.constant(data.std_bgr) + tf.constant(data.mean_bgr))[..., ::-1]
         with self.writer.as_default(step=step):

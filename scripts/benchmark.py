@@ -9,14 +9,17 @@
          511x511, scaled by area), run eagerly, as a tf.function, and with XLA (jit_compile).
 --targets: encode_targets per image at 511 (10 and 100 boxes, 80 classes) and decode of a
          128x128x80 final-stack output, in ms (decode also as a share of the model forward).
---data:  images/s of the training input pipeline at 511 (decode, official augmentation, targets
-         for 80 classes) on one core (tf.data thread pool of 1) and on all cores.
+--data:  images/s of the training input pipeline at 511 (decode, official augmentation, sparse
+         targets) on one core (tf.data thread pool of 1) and on all cores, the time of drawing the
+         heatmaps (80 classes) in the train step, and with --official-src the official loader.
 --train-step: one Hourglass-104 training step, batch 2 at 511, in seconds.
 Without any of these, all run.
 
---official-src DIR --torch-python PY: also time the official PyTorch model (a princeton-vl/CornerNet
-checkout, run by scripts/official_timing.py under a Python that has torch) in the same run, with
-the same threads, and print time ratios. Its test path includes the official decode.
+--official-src DIR --torch-python PY: also time the official code (a princeton-vl/CornerNet
+checkout) in the same run and print ratios: the model's test path with the official decode, with
+the same threads (scripts/official_timing.py, under a Python that has torch), and for --data the
+official loader kp_detection on one core (scripts/official_loader_timing.py; that Python needs
+opencv-python and tqdm too).
 """
 
 from __future__ import annotations
@@ -132,7 +135,7 @@ def bench_targets(repeats: int) -> dict:
     return {"decode": seconds}
 
 
-def bench_data(repeats: int) -> None:
+def bench_data(args) -> None:
     import tempfile
 
     import numpy as np
@@ -141,6 +144,7 @@ def bench_data(repeats: int) -> None:
 
     from cornernet_tf import load_config
     from cornernet_tf.data import coco_source, make_dataset
+    from cornernet_tf.targets import draw_heatmaps
 
     folder = Path(tempfile.mkdtemp())
     rng = np.random.default_rng(0)
@@ -175,29 +179,68 @@ def bench_data(repeats: int) -> None:
     kb = np.mean([f.stat().st_size for f in folder.glob("*.jpg")]) / 1e3
     print(
         f"\nTraining input pipeline, 511 x 511, 80 classes, 640 x 480 JPEG sources ({kb:.0f} kB "
-        "each), batches of 8 (images/s)"
+        "each), batches of 8, best of 3 rounds of 8 batches"
     )
-    spec = make_dataset(source, config, batch_size=8, training=True, seed=0).element_spec
+    dataset = make_dataset(source, config, batch_size=8, training=True, seed=0)
     per_image = sum(
-        s.shape[1:].num_elements() * s.dtype.size for s in tf.nest.flatten(spec)
+        s.shape[1:].num_elements() * s.dtype.size for s in tf.nest.flatten(dataset.element_spec)
     )  # fmt: skip
-    print(f"  memory per image in a batch: {per_image / 1e6:.1f} MB (image + targets, float32)")
+    print(
+        f"  memory per image in a batch: {per_image / 1e6:.1f} MB (image + sparse targets); the "
+        f"heatmaps ({2 * 80 * 128 * 128 * 4 / 1e6:.1f} MB) are drawn in the train step"
+    )
+    official = official_loader_rate(args, folder) if args.official_src else None
+    rows = [("official kp_detection, 1 core", official, 1)] if official else []
     for threads in (1, os.cpu_count()):
-        ds = make_dataset(source, config, batch_size=8, training=True, seed=0)
-        options = tf.data.Options()
-        options.threading.private_threadpool_size = threads
-        ds = ds.with_options(options)
-        iterator = iter(ds)
-        for _ in range(2):
+        rows.append((f"tf.data, {threads} thread(s)", loader_rate(dataset, threads), threads))
+    _, targets = next(iter(dataset.take(1)))  # a real batch of sparse targets
+    draw = tf.function(lambda t: draw_heatmaps(t, (128, 128), 80))
+    batch_s = min(timed(lambda: draw(targets)["tl_heatmap"].numpy(), args.repeats))
+    one_core = 1 / (1 / rows[-2][1] + batch_s / 8)
+    rows.append(("tf.data + draw_heatmaps, 1 core", one_core, 1))
+    print(f"  {'':<34} {'images/s':>9} {'per core':>9} {'/ official':>11}")
+    for name, rate, cores in rows:
+        ratio = f"{rate / official:>11.2f}" if official else f"{'':>11}"
+        print(f"  {name:<34} {rate:>9.1f} {rate / cores:>9.1f} {ratio}")
+    print(
+        f"  draw_heatmaps (train step): {batch_s * 1e3:.1f} ms per batch of 8 on this CPU; "
+        "the last row adds it to the loader's time on one core"
+    )
+    if not official:
+        print("  (add --official-src CornerNet/ --torch-python PY to time the official loader)")
+
+
+def loader_rate(dataset, threads: int) -> float:
+    """Images/s of `dataset` (batches of 8) on a tf.data thread pool of `threads`."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = threads
+    iterator = iter(dataset.with_options(options))
+    for _ in range(2):
+        next(iterator)
+    rates = []
+    for _ in range(3):  # best of three rounds of 8 batches: the machine's noise is large
+        start = time.perf_counter()
+        for _ in range(8):
             next(iterator)
-        rates = []
-        for _ in range(3):  # best of three rounds of 8 batches: the machine's noise is large
-            start = time.perf_counter()
-            for _ in range(8):
-                next(iterator)
-            rates.append(64 / (time.perf_counter() - start))
-        rate = max(rates)
-        print(f"  {threads} thread(s): {rate:7.1f} images/s ({rate / threads:.1f} per core)")
+        rates.append(64 / (time.perf_counter() - start))
+    return max(rates)
+
+
+def official_loader_rate(args, folder: Path) -> float:
+    """Images/s of the official kp_detection on one core (scripts/official_loader_timing.py)."""
+    command = [
+        args.torch_python,
+        str(ROOT / "scripts/official_loader_timing.py"),
+        "--official-src",
+        args.official_src,
+        "--annotations",
+        str(folder / "a.json"),
+        "--images",
+        str(folder),
+    ]
+    return float(run_official(command, "images_per_s"))
 
 
 def bench_train_step(repeats: int) -> None:
@@ -239,12 +282,17 @@ def official_seconds(args) -> float:
         "--threads",
         str(args.threads or os.cpu_count()),
     ]
+    return float(run_official(command, "seconds_min"))
+
+
+def run_official(command: list[str], key: str) -> str:
+    """Runs an official-code timing script; returns `key` of its RESULT line."""
     result = subprocess.run(command, capture_output=True, text=True)
-    match = re.search(r"RESULT seconds_min=([0-9.]+)", result.stdout)
+    match = re.search(rf"RESULT .*{key}=([0-9.]+)", result.stdout)
     if result.returncode or not match:
         raise SystemExit(f"error: the official timing failed:\n{result.stdout}{result.stderr}")
     print(result.stdout.strip().splitlines()[-1])
-    return float(match.group(1))
+    return match.group(1)
 
 
 def bench_model(repeats: int, size: int, official: float | None, decode_s=None) -> None:
@@ -315,7 +363,7 @@ def main(argv=None) -> int:
         bench_pools(args.repeats)
     timings = bench_targets(args.repeats) if (args.targets or everything) else {}
     if args.data or everything:
-        bench_data(args.repeats)
+        bench_data(args)
     if args.train_step or everything:
         bench_train_step(args.repeats)
     if not args.official_src:
