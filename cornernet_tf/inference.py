@@ -120,6 +120,8 @@ def detect_image(
             inputs.set_shape([1, input_size, input_size, 3])  # static: for the unrolled pools
         if test.flip:
             inputs = tf.concat([inputs, tf.reverse(inputs, axis=[2])], axis=0)
+        # float32 from a CornerNet in either precision; cast for any other model: decode and
+        # soft-NMS always run in float32
         outputs = model(inputs, training=False)
         dets = decode(
             {key: tf.cast(value, tf.float32) for key, value in outputs.items()},
