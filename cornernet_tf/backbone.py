@@ -23,7 +23,14 @@ from cornernet_tf.layers import Residual
 class Hourglass(keras.layers.Layer):
     """One hourglass level and, recursively, those below it: (B, h, w, dims[0]) in and out."""
 
-    def __init__(self, depth: int, dims: Sequence[int], modules: Sequence[int], **kwargs):
+    def __init__(
+        self,
+        depth: int,
+        dims: Sequence[int],
+        modules: Sequence[int],
+        with_bn: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if len(dims) != depth + 1 or len(modules) != depth + 1:
             raise ValueError(
@@ -31,17 +38,22 @@ class Hourglass(keras.layers.Layer):
                 f"got dims={list(dims)} modules={list(modules)}"
             )
         self.depth, self.dims, self.modules = depth, tuple(dims), tuple(modules)
+        self.with_bn = with_bn
         curr, nxt, m = dims[0], dims[1], modules[0]
-        self.up1 = [Residual(curr, name=f"up1.{i}") for i in range(m)]
-        self.low1 = [Residual(nxt, stride=2, name="low1.0")] + [
-            Residual(nxt, name=f"low1.{i}") for i in range(1, m)
+
+        def residual(filters, name, stride=1):
+            return Residual(filters, stride=stride, with_bn=with_bn, name=name)
+
+        self.up1 = [residual(curr, f"up1.{i}") for i in range(m)]
+        self.low1 = [residual(nxt, "low1.0", stride=2)] + [
+            residual(nxt, f"low1.{i}") for i in range(1, m)
         ]
         if depth > 1:
-            self.low2 = Hourglass(depth - 1, dims[1:], modules[1:], name="low2")
+            self.low2 = Hourglass(depth - 1, dims[1:], modules[1:], with_bn, name="low2")
         else:
-            self.low2 = [Residual(nxt, name=f"low2.{i}") for i in range(modules[1])]
-        self.low3 = [Residual(nxt, name=f"low3.{i}") for i in range(m - 1)] + [
-            Residual(curr, name=f"low3.{m - 1}")
+            self.low2 = [residual(nxt, f"low2.{i}") for i in range(modules[1])]
+        self.low3 = [residual(nxt, f"low3.{i}") for i in range(m - 1)] + [
+            residual(curr, f"low3.{m - 1}")
         ]
         self.up2 = keras.layers.UpSampling2D(2, interpolation="nearest", name="up2")
 
@@ -61,6 +73,7 @@ class Hourglass(keras.layers.Layer):
             "depth": self.depth,
             "dims": list(self.dims),
             "modules": list(self.modules),
+            "with_bn": self.with_bn,
         }
 
 

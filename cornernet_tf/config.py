@@ -94,6 +94,8 @@ class TestConfig:
     merge_boxes: bool = False  # soft_nms_merge (the official multi-scale setting)
     merge_weight_exp: float = 8.0  # its weight exponent (10 in the multi-scale config)
     max_per_image: int = 100
+    # "bfloat16": convolutions in bfloat16; heads' logits, decode and soft-NMS stay float32
+    precision: str = "float32"
 
     def validate(self, where: str) -> None:
         if not self.scales or any(s <= 0 for s in self.scales):
@@ -106,6 +108,10 @@ class TestConfig:
         if self.num_dets > self.top_k**2:
             raise ConfigError(
                 f"{where}: test.num_dets ({self.num_dets}) cannot exceed top_k^2 ({self.top_k**2})"
+            )
+        if self.precision not in ("float32", "bfloat16"):
+            raise ConfigError(
+                f"{where}: test.precision must be float32 or bfloat16, got {self.precision!r}"
             )
 
 

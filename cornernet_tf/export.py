@@ -10,7 +10,9 @@ the original image, classes 1-based float32, padded to `max_detections` with zer
 
 The graph holds the whole official test procedure (decode, resize, pad, BGR normalisation, the
 network, flip test, corner decoding, soft-NMS) and only stock TF ops: the corner pools are the
-pure-TF implementation whatever the model was built with, and there is no py_function.
+pure-TF implementation whatever the model was built with, and there is no py_function. The
+network is exported as `cornernet_tf.optimize.inference_model` makes it: BatchNorm folded into
+the convolutions (unless fold_batchnorm=False), computing in config.test.precision.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import tensorflow as tf
 from cornernet_tf.config import Config
 from cornernet_tf.inference import detect_image
 from cornernet_tf.ops import corner_pool_implementation
+from cornernet_tf.optimize import inference_model
 
 OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 SIGNATURES = ("serving_default", "serve_image")
@@ -179,16 +182,24 @@ def export_saved_model(
     input_size: int | None = None,
     flip: bool | None = None,
     browser: bool = False,
+    fold_batchnorm: bool = True,
 ) -> Path:
     """Writes the serving SavedModel of `model` to `path` (e.g. exported/cornernet/1).
 
     input_size: None for the official any-size procedure, or N for a fixed N x N input;
     flip: the flip test (None: config.test.flip); browser: only `serve_image`, for one image
-    (batch 1) and without a loop, the source of the TF.js model. Returns the path.
+    (batch 1) and without a loop, the source of the TF.js model (float32 only: TF.js has no
+    bfloat16); fold_batchnorm: merge each BatchNorm into its convolution. The network computes
+    in config.test.precision. Returns the path.
     """
     if flip is not None:
         config = dataclasses.replace(config, test=dataclasses.replace(config.test, flip=flip))
-    model = pure_tf_model(model, config)
+    if browser and config.test.precision != "float32":
+        raise ValueError(
+            f"TF.js cannot run bfloat16: export the browser model with test.precision float32, "
+            f"got {config.test.precision!r}"
+        )
+    model = inference_model(pure_tf_model(model, config), config.test.precision, fold_batchnorm)
     # no archive.track(model): the endpoints' variables are tracked by ExportArchive itself, and
     # tracking the model too stores every variable twice (Keras 3.15; measured 2x the size)
     archive = keras.export.ExportArchive()

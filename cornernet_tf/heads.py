@@ -2,6 +2,8 @@
 
 Official names: `tl_heats.<s>`, `br_heats.<s>` (num_classes logits, bias filled with -2.19),
 `tl_tags.<s>`, `br_tags.<s>` (1 embedding), `tl_regrs.<s>`, `br_regrs.<s>` (2 offsets: x, y).
+The last (1x1) convolution always computes in float32, also under a bfloat16 dtype policy, so
+the logits, embeddings and offsets that the sigmoid, the loss and the decoder see are float32.
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ class Head(keras.layers.Layer):
         # The official `convolution(3, cnv_dim, curr_dim, with_bn=False)` then nn.Conv2d(1x1).
         self.hidden = ConvBN(mid_dim, 3, with_bn=False, name="0")
         self.out = keras.layers.Conv2D(
-            out_dim, 1, bias_initializer=keras.initializers.Constant(bias), name="1"
+            out_dim,
+            1,
+            bias_initializer=keras.initializers.Constant(bias),
+            dtype="float32",
+            name="1",
         )
 
     def call(self, x):

@@ -120,8 +120,11 @@ def detect_image(
             inputs.set_shape([1, input_size, input_size, 3])  # static: for the unrolled pools
         if test.flip:
             inputs = tf.concat([inputs, tf.reverse(inputs, axis=[2])], axis=0)
+        # float32 from a CornerNet in either precision; cast for any other model: decode and
+        # soft-NMS always run in float32
+        outputs = model(inputs, training=False)
         dets = decode(
-            model(inputs, training=False),
+            {key: tf.cast(value, tf.float32) for key, value in outputs.items()},
             k=test.top_k,
             kernel=test.nms_kernel,
             ae_threshold=test.ae_threshold,
@@ -250,13 +253,21 @@ def soft_nms_merge(
 
 
 class Detector:
-    """A CornerNet and the test procedure, traced once for RGB uint8 images of any size."""
+    """A CornerNet and the test procedure, traced once for RGB uint8 images of any size.
+
+    `model` (kept as `self.model`) is run as `self.network`: its BatchNorm folded into the
+    convolutions and computing in config.test.precision (`cornernet_tf.optimize`).
+    """
 
     def __init__(self, model, config: Config, input_size: int | None = None):
+        from cornernet_tf.optimize import inference_model
+
         self.model, self.config, self.input_size = model, config, input_size
+        self.network = inference_model(model, config.test.precision)
         spec = tf.TensorSpec([None, None, 3], tf.uint8)
         self._detect = tf.function(
-            lambda image: detect_image(model, image, config, input_size), input_signature=[spec]
+            lambda image: detect_image(self.network, image, config, input_size),
+            input_signature=[spec],
         )
 
     @classmethod

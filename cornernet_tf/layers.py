@@ -3,6 +3,8 @@
 Every sub-layer carries the name of the official PyTorch module it mirrors, so a variable's
 Keras path is the official state_dict key with "/" for "." (see `cornernet_tf.convert`).
 All tensors are NHWC; BatchNorm uses PyTorch's epsilon 1e-5 and momentum 0.1 (Keras 0.9).
+`with_bn=False` builds the BatchNorm-folded form used for inference (`cornernet_tf.optimize`):
+each convolution that a BatchNorm followed has a bias instead, and there is no BatchNorm.
 """
 
 from __future__ import annotations
@@ -39,8 +41,14 @@ class BatchNorm(keras.layers.BatchNormalization):
         return outputs
 
 
-def batch_norm(name: str) -> BatchNorm:
-    return BatchNorm(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+def batch_norm(name: str, with_bn: bool = True) -> BatchNorm | None:
+    """The official BatchNorm2d, or None in the folded form (with_bn=False)."""
+    return BatchNorm(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name) if with_bn else None
+
+
+def normalize(bn: BatchNorm | None, x, training):
+    """bn(x), or x when the BatchNorm was folded away (bn is None)."""
+    return x if bn is None else bn(x, training=training)
 
 
 class SymmetricConv2D(keras.layers.Conv2D):
@@ -85,13 +93,10 @@ class ConvBN(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters, self.kernel, self.stride, self.with_bn = filters, kernel, stride, with_bn
         self.conv = conv2d(filters, kernel, stride=stride, use_bias=not with_bn, name="conv")
-        self.bn = batch_norm("bn") if with_bn else None
+        self.bn = batch_norm("bn", with_bn)
 
     def call(self, x, training=None):
-        x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x, training=training)
-        return keras.ops.relu(x)
+        return keras.ops.relu(normalize(self.bn, self.conv(x), training))
 
     def get_config(self):
         return {
@@ -109,49 +114,54 @@ class Residual(keras.layers.Layer):
     The skip is a 1x1 conv + BN when the stride or the width changes, else the identity.
     """
 
-    def __init__(self, filters: int, stride: int = 1, **kwargs):
+    def __init__(self, filters: int, stride: int = 1, with_bn: bool = True, **kwargs):
         super().__init__(**kwargs)
-        self.filters, self.stride = filters, stride
-        self.conv1 = conv2d(filters, 3, stride=stride, use_bias=False, name="conv1")
-        self.bn1 = batch_norm("bn1")
-        self.conv2 = conv2d(filters, 3, use_bias=False, name="conv2")
-        self.bn2 = batch_norm("bn2")
+        self.filters, self.stride, self.with_bn = filters, stride, with_bn
+        self.conv1 = conv2d(filters, 3, stride=stride, use_bias=not with_bn, name="conv1")
+        self.bn1 = batch_norm("bn1", with_bn)
+        self.conv2 = conv2d(filters, 3, use_bias=not with_bn, name="conv2")
+        self.bn2 = batch_norm("bn2", with_bn)
         self.skip = None
 
     def build(self, input_shape):
         if self.stride != 1 or input_shape[-1] != self.filters:
             self.skip = [
                 keras.layers.Conv2D(
-                    self.filters, 1, strides=self.stride, use_bias=False, name="skip.0"
+                    self.filters, 1, strides=self.stride, use_bias=not self.with_bn, name="skip.0"
                 ),
-                batch_norm("skip.1"),
+                batch_norm("skip.1", self.with_bn),
             ]
 
     def call(self, x, training=None):
-        y = keras.ops.relu(self.bn1(self.conv1(x), training=training))
-        y = self.bn2(self.conv2(y), training=training)
+        y = keras.ops.relu(normalize(self.bn1, self.conv1(x), training))
+        y = normalize(self.bn2, self.conv2(y), training)
         if self.skip is not None:
-            x = self.skip[1](self.skip[0](x), training=training)
+            x = normalize(self.skip[1], self.skip[0](x), training)
         return keras.ops.relu(y + x)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "stride": self.stride}
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "stride": self.stride,
+            "with_bn": self.with_bn,
+        }
 
 
 class ConvBNLinear(keras.layers.Layer):
     """1x1 conv (no bias) -> BN, no ReLU: the official `inters_` / `cnvs_` (Sequential "0", "1")."""
 
-    def __init__(self, filters: int, **kwargs):
+    def __init__(self, filters: int, with_bn: bool = True, **kwargs):
         super().__init__(**kwargs)
-        self.filters = filters
-        self.conv = keras.layers.Conv2D(filters, 1, use_bias=False, name="0")
-        self.bn = batch_norm("1")
+        self.filters, self.with_bn = filters, with_bn
+        self.conv = keras.layers.Conv2D(filters, 1, use_bias=not with_bn, name="0")
+        self.bn = batch_norm("1", with_bn)
 
     def call(self, x, training=None):
-        return self.bn(self.conv(x), training=training)
+        return normalize(self.bn, self.conv(x), training)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
+        return {**super().get_config(), "filters": self.filters, "with_bn": self.with_bn}
 
 
 class CornerPool(keras.layers.Layer):
@@ -195,6 +205,7 @@ class CornerModule(keras.layers.Layer):
         dim: int,
         pool_dim: int = 128,
         implementation: str | None = None,
+        with_bn: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -206,23 +217,24 @@ class CornerModule(keras.layers.Layer):
             pool_dim,
             implementation,
         )
+        self.with_bn = with_bn
         first, second = self.POOLS[corner]
-        self.p1_conv1 = ConvBN(pool_dim, 3, name="p1_conv1")
-        self.p2_conv1 = ConvBN(pool_dim, 3, name="p2_conv1")
+        self.p1_conv1 = ConvBN(pool_dim, 3, with_bn=with_bn, name="p1_conv1")
+        self.p2_conv1 = ConvBN(pool_dim, 3, with_bn=with_bn, name="p2_conv1")
         self.pool1 = CornerPool(first, implementation, name=f"{first}_pool")
         self.pool2 = CornerPool(second, implementation, name=f"{second}_pool")
-        self.p_conv1 = conv2d(dim, 3, use_bias=False, name="p_conv1")
-        self.p_bn1 = batch_norm("p_bn1")
-        self.conv1 = keras.layers.Conv2D(dim, 1, use_bias=False, name="conv1")
-        self.bn1 = batch_norm("bn1")
-        self.conv2 = ConvBN(dim, 3, name="conv2")
+        self.p_conv1 = conv2d(dim, 3, use_bias=not with_bn, name="p_conv1")
+        self.p_bn1 = batch_norm("p_bn1", with_bn)
+        self.conv1 = keras.layers.Conv2D(dim, 1, use_bias=not with_bn, name="conv1")
+        self.bn1 = batch_norm("bn1", with_bn)
+        self.conv2 = ConvBN(dim, 3, with_bn=with_bn, name="conv2")
 
     def call(self, x, training=None):
         pooled = self.pool1(self.p1_conv1(x, training=training)) + self.pool2(
             self.p2_conv1(x, training=training)
         )
-        pooled = self.p_bn1(self.p_conv1(pooled), training=training)
-        skip = self.bn1(self.conv1(x), training=training)
+        pooled = normalize(self.p_bn1, self.p_conv1(pooled), training)
+        skip = normalize(self.bn1, self.conv1(x), training)
         return self.conv2(keras.ops.relu(pooled + skip), training=training)
 
     def get_config(self):
@@ -232,4 +244,5 @@ class CornerModule(keras.layers.Layer):
             "dim": self.dim,
             "pool_dim": self.pool_dim,
             "implementation": self.implementation,
+            "with_bn": self.with_bn,
         }

@@ -10,7 +10,9 @@ Call contract (other modules and users rely on these names):
     model(images, training=..., all_stacks=True) -> the same keys with a leading stack axis
         (S,B,h,w,C), final stack last.
 Only the final stack's corner modules and heads run when all_stacks is False, as in the official
-test path.
+test path. The outputs are float32 whatever the dtype policy the model was built under (the
+heads' last convolution computes in float32). with_bn=False builds the BatchNorm-folded form
+(`cornernet_tf.optimize.fold_batchnorm`), for inference only.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class CornerNet(keras.Model):
         pool_dim: int = 128,
         num_classes: int = 80,
         corner_pool: str | None = None,
+        with_bn: bool = True,
         name: str = "cornernet",
         **kwargs,
     ):
@@ -51,25 +54,29 @@ class CornerNet(keras.Model):
         self.dims, self.modules = tuple(dims), tuple(modules)
         self.stem_dim, self.cnv_dim, self.pool_dim = stem_dim, cnv_dim, pool_dim
         self.num_classes, self.corner_pool = num_classes, corner_pool
+        self.with_bn = with_bn
         curr = dims[0]
         stacks = range(num_stacks)
+        bn = {"with_bn": with_bn}
         self.pre = [
-            ConvBN(stem_dim, 7, stride=2, name="pre.0"),
-            Residual(curr, stride=2, name="pre.1"),
+            ConvBN(stem_dim, 7, stride=2, **bn, name="pre.0"),
+            Residual(curr, stride=2, **bn, name="pre.1"),
         ]
-        self.kps = [Hourglass(depth, dims, modules, name=f"kps.{s}") for s in stacks]
-        self.cnvs = [ConvBN(cnv_dim, 3, name=f"cnvs.{s}") for s in stacks]
+        self.kps = [Hourglass(depth, dims, modules, **bn, name=f"kps.{s}") for s in stacks]
+        self.cnvs = [ConvBN(cnv_dim, 3, **bn, name=f"cnvs.{s}") for s in stacks]
         self.tl_cnvs = [
-            CornerModule("tl", cnv_dim, pool_dim, corner_pool, name=f"tl_cnvs.{s}") for s in stacks
+            CornerModule("tl", cnv_dim, pool_dim, corner_pool, **bn, name=f"tl_cnvs.{s}")
+            for s in stacks
         ]
         self.br_cnvs = [
-            CornerModule("br", cnv_dim, pool_dim, corner_pool, name=f"br_cnvs.{s}") for s in stacks
+            CornerModule("br", cnv_dim, pool_dim, corner_pool, **bn, name=f"br_cnvs.{s}")
+            for s in stacks
         ]
         self.heads = [make_heads(s, curr, num_classes) for s in stacks]
         between = range(num_stacks - 1)
-        self.inters_ = [ConvBNLinear(curr, name=f"inters_.{s}") for s in between]
-        self.cnvs_ = [ConvBNLinear(curr, name=f"cnvs_.{s}") for s in between]
-        self.inters = [Residual(curr, name=f"inters.{s}") for s in between]
+        self.inters_ = [ConvBNLinear(curr, **bn, name=f"inters_.{s}") for s in between]
+        self.cnvs_ = [ConvBNLinear(curr, **bn, name=f"cnvs_.{s}") for s in between]
+        self.inters = [Residual(curr, **bn, name=f"inters.{s}") for s in between]
         self.loss_weights = {"pull_weight": 0.1, "push_weight": 0.1, "offset_weight": 1.0}
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
 
@@ -205,6 +212,7 @@ class CornerNet(keras.Model):
             "pool_dim": self.pool_dim,
             "num_classes": self.num_classes,
             "corner_pool": self.corner_pool,
+            "with_bn": self.with_bn,
             "name": self.name,
         }
 

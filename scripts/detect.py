@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Detect objects in images and draw them.
 
-    python scripts/detect.py --config C --weights W IMAGE... --out DIR [--threshold 0.3]
+    python scripts/detect.py --config C --weights W IMAGE... --out DIR [--threshold 0.3] \
+        [--precision float32|bfloat16]
 
 Writes DIR/<image name>.png with boxes, class names and scores drawn, and DIR/detections.json
 ({image path: [{"box": [x1, y1, x2, y2], "score", "class", "name"}, ...]}, pixels of the image).
@@ -27,6 +28,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--threshold", type=float, default=0.3, help="min score drawn and listed")
     parser.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16"],
+        help="network compute precision (default: the config's test.precision, float32)",
+    )
+    parser.add_argument(
         "--set", nargs="*", default=[], metavar="key=value", help="config overrides"
     )
     args = parser.parse_args(argv)
@@ -38,8 +44,11 @@ def main(argv=None) -> int:
     from cornernet_tf.inference import Detector
     from cornernet_tf.visualize import class_name, draw_detections
 
+    overrides = list(args.set)
+    if args.precision:
+        overrides.append(f"test.precision={args.precision}")
     try:
-        detector = Detector.from_files(args.config, args.weights, args.set)
+        detector = Detector.from_files(args.config, args.weights, overrides)
     except (ConfigError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

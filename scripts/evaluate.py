@@ -2,7 +2,8 @@
 """COCO box AP of a CornerNet on an annotated image folder, with the official test procedure.
 
     python scripts/evaluate.py --config C --weights W --annotations ANN.json --images DIR \
-        [--flip | --no-flip] [--scales 0.5,1,1.5] [--limit N] [--out DIR] [key=value ...]
+        [--flip | --no-flip] [--scales 0.5,1,1.5] [--precision float32|bfloat16] [--limit N] \
+        [--out DIR] [key=value ...]
 
 Prints the 12 COCO numbers and a per-class AP table; writes DIR/detections.json (COCO results
 format, the annotation file's category ids) and DIR/precision_recall.png.
@@ -31,6 +32,11 @@ def parse_args(argv):
         help="flip test (default: the config's test.flip, on officially)",
     )
     parser.add_argument("--scales", help="comma-separated test scales, e.g. 0.5,0.75,1,1.25,1.5")
+    parser.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16"],
+        help="network compute precision (default: the config's test.precision, float32)",
+    )
     parser.add_argument("--limit", type=int, help="evaluate the first N images only")
     parser.add_argument("--out", default="runs/evaluate", help="output folder")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -52,6 +58,8 @@ def main(argv=None) -> int:
         overrides.append(f"test.flip={str(args.flip).lower()}")
     if args.scales:
         overrides.append(f"test.scales=[{args.scales}]")
+    if args.precision:
+        overrides.append(f"test.precision={args.precision}")
     try:
         evaluator = CocoEvaluator(args.annotations)
         detector = Detector.from_files(args.config, args.weights, overrides)
@@ -87,7 +95,7 @@ def main(argv=None) -> int:
     test = detector.config.test
     print(
         f"\nCOCO bbox on {len(evaluator.image_ids)} images (scales {list(test.scales)}, "
-        f"flip {'on' if test.flip else 'off'})"
+        f"flip {'on' if test.flip else 'off'}, precision {test.precision})"
     )
     for name in STAT_NAMES:
         print(f"  {name:<6} {result[name]:.4f}")

@@ -2,8 +2,9 @@
 """Export a CornerNet as a SavedModel for TF Serving, and optionally as a TF.js graph model.
 
     python scripts/export.py --config C --weights W --out exported/cornernet [--version 1] \
-        [--input-size 511] [--flip | --no-flip] \
-        [--tfjs exported/cornernet_tfjs] [--quantize none|float16|uint8] [key=value ...]
+        [--input-size 511] [--flip | --no-flip] [--precision float32|bfloat16] \
+        [--no-fold-batchnorm] [--tfjs exported/cornernet_tfjs] [--quantize none|float16|uint8] \
+        [key=value ...]
 
 Writes OUT/VERSION/saved_model.pb + variables/ (the TF Serving layout) with the signatures
 `serving_default` (encoded image bytes) and `serve_image` (uint8 RGB batch); see the README.
@@ -11,11 +12,15 @@ Writes OUT/VERSION/saved_model.pb + variables/ (the TF Serving layout) with the 
 SavedModel runs the official any-size test procedure. The TF.js model is converted from a
 browser variant of the SavedModel (one image per call, no loop) with a fixed input: --input-size,
 else the config's data.input_size.
+The network is exported with each BatchNorm folded into its convolution (--no-fold-batchnorm:
+as trained) and computing in --precision (default: the config's test.precision). TF.js has no
+bfloat16: with --precision bfloat16 the TF.js model is the float32 variant, and the script says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -37,6 +42,17 @@ def parse_args(argv):
         action=argparse.BooleanOptionalAction,
         default=None,
         help="flip test inside the graph (default: the config's test.flip)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16"],
+        help="network compute precision (default: the config's test.precision, float32)",
+    )
+    parser.add_argument(
+        "--fold-batchnorm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="merge each BatchNorm into its convolution (default on)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
     parser.add_argument("--tfjs", help="also write a TF.js graph model to this folder")
@@ -62,9 +78,8 @@ def serving_help(path: Path, name: str) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from cornernet_tf import ConfigError
+    from cornernet_tf import ConfigError, build_model, load_config
     from cornernet_tf.export import export_saved_model
-    from cornernet_tf.inference import Detector
     from cornernet_tf.tfjs import TfjsError, convert_to_tfjs
 
     target = Path(args.out) / str(args.version)
@@ -75,19 +90,29 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 2
+    overrides = list(args.overrides)
+    if args.precision:
+        overrides.append(f"test.precision={args.precision}")
     try:
-        detector = Detector.from_files(args.config, args.weights, args.overrides)
+        config = load_config(args.config, overrides)
+        model = build_model(config)  # folded and cast by export_saved_model
+        model.load_weights(str(args.weights))
     except (ConfigError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    model, config = detector.model, detector.config
     try:
         # written beside the target, then renamed: TF Serving never sees a half-written version
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as scratch:
             staged = Path(scratch) / "model"
-            print(f"exporting the SavedModel to {target} ...")
-            export_saved_model(model, config, staged, input_size=args.input_size, flip=args.flip)
+            print(
+                f"exporting the SavedModel ({config.test.precision}, BatchNorm "
+                f"{'folded' if args.fold_batchnorm else 'not folded'}) to {target} ..."
+            )
+            export_saved_model(
+                model, config, staged, input_size=args.input_size, flip=args.flip,
+                fold_batchnorm=args.fold_batchnorm,
+            )  # fmt: skip
             if target.exists():
                 shutil.rmtree(target)
             staged.rename(target)
@@ -99,6 +124,10 @@ def main(argv=None) -> int:
 
     if args.tfjs:
         size = args.input_size or max(config.data.input_size)
+        if config.test.precision != "float32":
+            print("note: TF.js has no bfloat16: the TF.js model computes in float32")
+            test = dataclasses.replace(config.test, precision="float32")
+            config = dataclasses.replace(config, test=test)
         metadata = {
             "class_names": list(config.data.class_names),
             "input_size": size,
@@ -110,7 +139,7 @@ def main(argv=None) -> int:
             with tempfile.TemporaryDirectory(prefix="cornernet-tfjs-") as scratch:
                 source = export_saved_model(
                     model, config, Path(scratch) / "browser", input_size=size, flip=args.flip,
-                    browser=True,
+                    browser=True, fold_batchnorm=args.fold_batchnorm,
                 )  # fmt: skip
                 print(f"converting to TF.js ({size}x{size} input) in {args.tfjs} ...")
                 convert_to_tfjs(source, args.tfjs, quantize=args.quantize, metadata=metadata)

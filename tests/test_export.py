@@ -12,7 +12,7 @@ import tensorflow as tf
 from cornernet_tf import load_config
 from cornernet_tf.export import OUTPUT_KEYS, export_saved_model
 from cornernet_tf.inference import Detector
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_script
 
 BIN = Path(sys.executable).parent
 
@@ -89,22 +89,59 @@ def test_fixed_size_saved_model_equals_the_python_pipeline(
     )
 
 
-def test_export_layout_and_stock_ops_only(exported, tiny_weights):
+def saved_nodes(path):
+    """Every node of a SavedModel's graph and of its functions (NodeDef protos)."""
     from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    graph = proto.meta_graphs[0].graph_def
+    nodes = list(graph.node)
+    for function in graph.library.function:
+        nodes += function.node_def
+    return nodes
+
+
+def assert_stock_ops_only(path):
     from tensorflow.python.framework import op_def_registry
 
+    ops = {node.op for node in saved_nodes(path)}
+    assert not ops & {"PyFunc", "EagerPyFunc", "PyFuncStateless", "CornerPool"}
+    unknown = sorted(op for op in ops if op_def_registry.get(op) is None)
+    assert not unknown, f"ops that stock TensorFlow does not have: {unknown}"
+
+
+def test_export_layout_and_stock_ops_only(exported, tiny_weights):
     path = exported["saved_model"]
     assert (path / "saved_model.pb").is_file() and (
         path / "variables" / "variables.index"
     ).is_file()
-    proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
-    graph = proto.meta_graphs[0].graph_def
-    ops = {node.op for node in graph.node}
-    for function in graph.library.function:
-        ops |= {node.op for node in function.node_def}
-    assert not ops & {"PyFunc", "EagerPyFunc", "PyFuncStateless", "CornerPool"}
-    unknown = sorted(op for op in ops if op_def_registry.get(op) is None)
-    assert not unknown, f"ops that stock TensorFlow does not have: {unknown}"
+    assert_stock_ops_only(path)
+    # BatchNorm is folded into the convolutions by default
+    assert not [node for node in saved_nodes(path) if "BatchNorm" in node.op]
+
+
+def test_bfloat16_export_computes_in_bfloat16(tiny_weights, test_images, tmp_path):
+    """--precision bfloat16 without folding: bfloat16 convolutions, stock ops, float32 outputs
+    close to the float32 Detector's."""
+    config, weights = tiny_weights
+    out = tmp_path / "half"
+    code = run_script(
+        "export", "--config", str(config), "--weights", str(weights), "--out", str(out),
+        "--input-size", "159", "--no-flip", "--precision", "bfloat16", "--no-fold-batchnorm",
+    )  # fmt: skip
+    assert code == 0
+    path = out / "1"
+    assert_stock_ops_only(path)
+    nodes = saved_nodes(path)
+    conv_types = {node.attr["T"].type for node in nodes if node.op == "Conv2D"}
+    assert tf.bfloat16.as_datatype_enum in conv_types
+    image = tf.io.decode_image(test_images[3].read_bytes(), channels=3)
+    served = tf.saved_model.load(str(path)).signatures["serve_image"](images=image[None])
+    assert served["detection_scores"].dtype == tf.float32
+    detector = Detector.from_files(config, weights, ["test.flip=false"], input_size=159)
+    expected = detector(image.numpy())
+    assert served["num_detections"][0] > 0
+    np.testing.assert_allclose(served["detection_scores"][0, :5], expected["scores"][:5], atol=0.02)
 
 
 def test_saved_model_cli_show_and_run(exported, test_images, tmp_path):
@@ -158,8 +195,6 @@ def test_bad_requests_fail_in_the_signatures_own_checks(
 
 
 def test_export_refuses_an_existing_version_and_bad_sizes(exported, tiny_weights, capsys):
-    from tests.helpers import run_script
-
     config, weights = tiny_weights
     out = exported["saved_model"].parent
     args = ["--config", str(config), "--weights", str(weights), "--out", str(out)]
