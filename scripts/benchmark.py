@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
 """Benchmarks, printed as tables. Compare numbers only within one run: machines differ.
 
-    python scripts/benchmark.py [--pools] [--model] [--repeats N] [--size 511] [--threads T]
+    python scripts/benchmark.py [--pools] [--model] [--targets] [--data] [--train-step]
+        [--compare-official] [--repeats N] [--size 511] [--threads T]
+        [--official-src CornerNet/ --torch-python PY]
 
 --pools: corner pool implementations vs a plain copy of the same tensor, [4,128,128,128] float32,
          all four directions, forward and forward+backward (milliseconds, min of N runs).
 --model: the Hourglass-104 test path (final stack), batch 1, in seconds and GFLOP/s (686 GFLOP at
-         511x511, scaled by area), run eagerly, as a tf.function, and with XLA (jit_compile).
+         511x511, scaled by area), tf.function: the network as trained, with decode, and as
+         Detector / export run it (BatchNorm folded, float32 and bfloat16); interleaved rounds.
 --targets: encode_targets per image at 511 (10 and 100 boxes, 80 classes) and decode of a
          128x128x80 final-stack output, in ms (decode also as a share of the model forward).
 --data:  images/s of the training input pipeline at 511 (decode, official augmentation, sparse
          targets) on one core (tf.data thread pool of 1) and on all cores, the time of drawing the
          heatmaps (80 classes) in the train step, and with --official-src the official loader.
---train-step: one Hourglass-104 training step, batch 2 at 511, in seconds.
-Without any of these, all run.
+--train-step: one Hourglass-104 training step, batch 2 at 511, in seconds, float32 and
+         mixed_bfloat16 (loss in float32), interleaved.
+--compare-official: --model and --train-step, with the official rows when --official-src is given.
+Without any of these, all run. --threads T sets TF's intra- and inter-op threads (and the
+official torch threads) to T; by default both use every core.
 
 --official-src DIR --torch-python PY: also time the official code (a princeton-vl/CornerNet
 checkout) in the same run and print ratios: the model's test path with the official decode, with
@@ -244,28 +250,38 @@ def official_loader_rate(args, folder: Path) -> float:
 
 
 def bench_train_step(repeats: int) -> None:
+    """One Hourglass-104 training step, batch 2 at 511, in float32 and mixed_bfloat16."""
     import keras
     import tensorflow as tf
 
     from cornernet_tf import build_model, load_config
-    from cornernet_tf.targets import encode_targets
+    from cornernet_tf.targets import encode_corners
 
     config = load_config(ROOT / "configs/hourglass104.yaml")
-    model = build_model(config)
-    model.compile(optimizer=keras.optimizers.Adam(2.5e-4))
     images = tf.random.stateless_normal([2, 511, 511, 3], seed=[3, 3])
-    one = encode_targets(
-        [[50.0, 60.0, 200.0, 220.0]],
-        [3],
-        input_size=(511, 511),
-        output_size=(128, 128),
-        num_classes=80,
+    one = encode_corners(
+        [[50.0, 60.0, 200.0, 220.0]], [3], input_size=(511, 511), output_size=(128, 128)
     )
     targets = {k: tf.stack([v, v]) for k, v in one.items()}
     targets["mask"] = tf.cast(targets["mask"], tf.float32)
-    step = tf.function(lambda x, t: model.train_step((x, t)))
-    times = timed(lambda: float(step(images, targets)["loss"]), max(1, repeats // 2))
-    print(f"\nHourglass-104 train step, batch 2 at 511 (Adam, float32): {min(times):.2f} s")
+    steps = {}
+    for policy in ("float32", "mixed_bfloat16"):
+        keras.config.set_dtype_policy(policy)
+        model = build_model(config)
+        model.compile(optimizer=keras.optimizers.Adam(2.5e-4), jit_compile=False)
+        steps[policy] = tf.function(lambda x, t, model=model: model.train_step((x, t)))
+    keras.config.set_dtype_policy("float32")
+    times = {policy: [] for policy in steps}
+    for _ in range(max(1, repeats // 2) + 1):  # interleaved; the first round warms up
+        for policy, step in steps.items():
+            start = time.perf_counter()
+            float(step(images, targets)["loss"])
+            times[policy].append(time.perf_counter() - start)
+    print("\nHourglass-104 train step, batch 2 at 511, Adam (s, min of runs after a warm-up)")
+    base = min(times["float32"][1:])
+    for policy, values in times.items():
+        best = min(values[1:])
+        print(f"  {policy:<16} {best:7.2f}   / float32 {best / base:5.2f}")
 
 
 def official_seconds(args) -> float:
@@ -296,47 +312,57 @@ def run_official(command: list[str], key: str) -> str:
 
 
 def bench_model(repeats: int, size: int, official: float | None, decode_s=None) -> None:
+    """The Hourglass-104 test path, batch 1: the network alone and with decode, as built for
+    training and as Detector / export run it (BatchNorm folded; float32 and bfloat16)."""
     import tensorflow as tf
 
     from cornernet_tf import build_model, load_config
     from cornernet_tf.decode import decode
-    from cornernet_tf.ops import custom
+    from cornernet_tf.optimize import bfloat16_slowness, inference_model
 
     model = build_model(load_config(ROOT / "configs/hourglass104.yaml"))
+    folded = inference_model(model, "float32")
+    bfloat16 = inference_model(model, "bfloat16")
     x = tf.random.stateless_normal([1, size, size, 3], seed=[1, 1])
     gflop = TEST_PATH_GFLOP_511 * ((size + 1) / 512) ** 2
+
+    def path(network, with_decode=True):
+        if with_decode:
+            return tf.function(lambda t: decode(network(t, training=False)))
+        return tf.function(lambda t: network(t, training=False))
+
     variants = {
-        "eager": lambda t: model(t, training=False),
-        "tf.function": tf.function(lambda t: model(t, training=False)),
-        "tf.function + XLA": tf.function(lambda t: model(t, training=False), jit_compile=True),
-        # what the official time measures: the network and its _decode
-        "tf.function + decode": tf.function(lambda t: decode(model(t, training=False))),
+        "network": path(model, False),
+        "network + decode": path(model),
+        "folded + decode": path(folded),
+        "folded bf16 + decode": path(bfloat16),
     }
-    if custom.load():  # the same network with the compiled corner-pool op
-        compiled = build_model(
-            load_config(ROOT / "configs/hourglass104.yaml", ["model.corner_pool=custom"])
-        )
-        compiled.set_weights(model.get_weights())
-        variants["tf.function, custom"] = tf.function(lambda t: compiled(t, training=False))
+    times = {name: [] for name in variants}
+    for fn in variants.values():
+        list(fn(x).values())[0].numpy()  # warm-up: tracing
+    for _ in range(repeats):  # interleaved rounds: this machine's speed wanders
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            list(fn(x).values())[0].numpy()
+            times[name].append(time.perf_counter() - start)
     print(f"\nHourglass-104 test path (final stack), 1 x {size} x {size}, {gflop:.0f} GFLOP")
-    print(f"{'variant':<20} {'min s':>7} {'median s':>9} {'GFLOP/s':>8} {'/ official':>11}")
+    if reason := bfloat16_slowness():
+        print(f"  note: {reason}")
+    print(f"{'variant':<22} {'min s':>7} {'median s':>9} {'GFLOP/s':>8} {'/ official':>11}")
     if official is not None:
         print(
-            f"{'official PyTorch':<20} {official:>7.2f} {'':>9} {gflop / official:>8.0f} {1:>11.2f}"
+            f"{'official PyTorch':<22} {official:>7.2f} {'':>9} {gflop / official:>8.0f} {1:>11.2f}"
         )
-    graph = None
-    for name, fn in variants.items():
-        times = timed(lambda fn=fn: list(fn(x).values())[0].numpy(), repeats)
-        best = min(times)
-        graph = best if name == "tf.function" else graph
+    for name, values in times.items():
+        best = min(values)
         ratio = f"{best / official:>11.2f}" if official is not None else f"{'':>11}"
-        print(
-            f"{name:<20} {best:>7.2f} {statistics.median(times):>9.2f} {gflop / best:>8.0f} {ratio}"
-        )
+        median = statistics.median(values)
+        print(f"{name:<22} {best:>7.2f} {median:>9.2f} {gflop / best:>8.0f} {ratio}")
     if decode_s is not None:
-        print(
-            f"decode alone ({decode_s * 1e3:.1f} ms) / tf.function forward: {decode_s / graph:.1%}"
-        )
+        network = min(times["network"])
+        print(f"decode alone ({decode_s * 1e3:.1f} ms) / network: {decode_s / network:.1%}")
+    if official is not None:
+        print("(the official time includes its _decode: compare it with the + decode rows)")
 
 
 def main(argv=None) -> int:
@@ -346,6 +372,11 @@ def main(argv=None) -> int:
     parser.add_argument("--targets", action="store_true")
     parser.add_argument("--data", action="store_true")
     parser.add_argument("--train-step", action="store_true")
+    parser.add_argument(
+        "--compare-official",
+        action="store_true",
+        help="the model and train-step tables side by side with the official code",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=511)
     parser.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: TF's)")
@@ -357,8 +388,12 @@ def main(argv=None) -> int:
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    print(f"TensorFlow {tf.__version__}, {cpu_name()}, {os.cpu_count()} CPUs")
-    everything = not (args.pools or args.model or args.targets or args.data or args.train_step)
+    threads = args.threads or os.cpu_count()
+    print(f"TensorFlow {tf.__version__}, {cpu_name()}, {os.cpu_count()} CPUs, {threads} threads")
+    if args.compare_official:
+        args.model = args.train_step = True
+    chosen = (args.pools, args.model, args.targets, args.data, args.train_step)
+    everything = not any(chosen)
     if args.pools or everything:
         bench_pools(args.repeats)
     timings = bench_targets(args.repeats) if (args.targets or everything) else {}
@@ -366,11 +401,16 @@ def main(argv=None) -> int:
         bench_data(args)
     if args.train_step or everything:
         bench_train_step(args.repeats)
-    if not args.official_src:
-        print("(add --official-src CornerNet/ --torch-python PY to time the official model too)")
     if args.model or everything:
         official = official_seconds(args) if args.official_src else None
         bench_model(args.repeats, args.size, official, timings.get("decode"))
+    if not args.official_src:
+        print(
+            "\n(no official rows: to time the official code in the same run, add\n"
+            "  --official-src CornerNet/ --torch-python PY\n"
+            "with a princeton-vl/CornerNet checkout and a Python that has torch, opencv-python "
+            "and tqdm)"
+        )
     return 0
 
 
