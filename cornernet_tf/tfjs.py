@@ -8,6 +8,7 @@ a subprocess.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -87,6 +88,7 @@ def convert_to_tfjs(
         )
     name_outputs(out / "model.json")
     flatten_fused_biases(out / "model.json")
+    split_skip_biases(out / "model.json")
     if metadata is not None:
         (out / "cornernet.json").write_text(json.dumps(metadata, indent=1))
     return out / "model.json"
@@ -131,6 +133,55 @@ def flatten_fused_biases(model_json: Path) -> None:
             shape = weight["shape"]
             if weight["name"] in biases - other_uses and len(shape) == 4 and shape[:3] == [1, 1, 1]:
                 weight["shape"] = shape[3:]
+    model_json.write_text(json.dumps(model))
+
+
+CONV_ATTRS = ("T", "strides", "padding", "explicit_paddings", "data_format", "dilations")
+
+
+def split_skip_biases(model_json: Path) -> None:
+    """Splits each _FusedConv2D whose "bias" is not a rank-1 weight into Conv2D, AddV2, Relu.
+
+    A folded bias that is all zeros (BatchNorms that were never trained, as in a fresh model) is
+    dropped by the converter's optimiser, which then fuses a residual's `conv + skip` as if the
+    skip, a (B, H, W, C) activation, were the bias. TF.js's CPU backend computes that right; its
+    WASM and WebGL backends refuse it ("FusedConv2D only supports rank-1 bias"). The same
+    arithmetic unfused runs on every backend.
+    """
+    model = json.loads(model_json.read_text())
+    shapes = {w["name"]: w["shape"] for g in model["weightsManifest"] for w in g["weights"]}
+    nodes = []
+    for node in model["modelTopology"]["node"]:
+        attr = node.get("attr", {})
+        fused = [
+            base64.b64decode(op).decode()
+            for op in attr.get("fused_ops", {}).get("list", {}).get("s", [])
+        ]
+        bias = node["input"][2].split(":")[0] if len(node.get("input", [])) > 2 else None
+        if (
+            node["op"] != "_FusedConv2D"
+            or fused not in (["BiasAdd"], ["BiasAdd", "Relu"])
+            or len(shapes.get(bias, [])) == 1
+        ):
+            nodes.append(node)
+            continue
+        name, dtype = node["name"], {"T": attr["T"]}
+        conv = {k: v for k, v in attr.items() if k in CONV_ATTRS}
+        nodes.append(
+            {"name": f"{name}/conv", "op": "Conv2D", "input": node["input"][:2], "attr": conv}
+        )
+        added = f"{name}/add" if "Relu" in fused else name
+        nodes.append(
+            {
+                "name": added,
+                "op": "AddV2",
+                "input": [f"{name}/conv", node["input"][2]],
+                "attr": dtype,
+            }
+        )
+        if "Relu" in fused:
+            nodes.append({"name": name, "op": "Relu", "input": [added], "attr": dtype})
+    model["modelTopology"]["node"] = nodes
     model_json.write_text(json.dumps(model))
 
 

@@ -98,6 +98,42 @@ def test_tfjs_model_files(exported):
     assert len(shards) > 1 and all((exported["tfjs"] / p).stat().st_size <= 4 << 20 for p in shards)
 
 
+def test_every_fused_conv_of_the_tfjs_model_has_a_rank_1_bias(exported):
+    """WASM and WebGL accept only rank-1 fused biases; the fixture's fresh BatchNorms fold into
+    zero biases, the case where the converter fuses a residual's skip as the bias."""
+    model = json.loads((exported["tfjs"] / "model.json").read_text())
+    shapes = {w["name"]: w["shape"] for g in model["weightsManifest"] for w in g["weights"]}
+    fused = [n for n in model["modelTopology"]["node"] if n["op"] == "_FusedConv2D"]
+    assert fused and all(len(shapes[n["input"][2].split(":")[0]]) == 1 for n in fused)
+
+
+def test_split_skip_biases_unfuses_an_activation_bias(tmp_path):
+    from cornernet_tf.tfjs import split_skip_biases
+
+    ops = [base64.b64encode(op).decode() for op in (b"BiasAdd", b"Relu")]
+    attr = {"T": {"type": "DT_FLOAT"}, "padding": {"s": "U0FNRQ=="}, "num_args": {"i": "1"},
+            "fused_ops": {"list": {"s": ops}}}  # fmt: skip
+    nodes = [
+        {"name": "x", "op": "Placeholder"},
+        {"name": "skip", "op": "Relu", "input": ["x"]},
+        {"name": "out", "op": "_FusedConv2D", "input": ["x", "w", "skip"], "attr": attr},
+        {"name": "good", "op": "_FusedConv2D", "input": ["x", "w", "b"], "attr": attr},
+    ]
+    weights = [{"name": "w", "shape": [3, 3, 2, 2]}, {"name": "b", "shape": [2]}]
+    path = tmp_path / "model.json"
+    path.write_text(
+        json.dumps({"modelTopology": {"node": nodes}, "weightsManifest": [{"weights": weights}]})
+    )
+    split_skip_biases(path)
+    after = {n["name"]: n for n in json.loads(path.read_text())["modelTopology"]["node"]}
+    assert after["out/conv"]["op"] == "Conv2D" and after["out/conv"]["input"] == ["x", "w"]
+    assert "fused_ops" not in after["out/conv"]["attr"] and "padding" in after["out/conv"]["attr"]
+    assert after["out/add"] == {"name": "out/add", "op": "AddV2", "input": ["out/conv", "skip"],
+                                "attr": {"T": {"type": "DT_FLOAT"}}}  # fmt: skip
+    assert after["out"]["op"] == "Relu" and after["out"]["input"] == ["out/add"]
+    assert after["good"]["op"] == "_FusedConv2D"
+
+
 @pytest.fixture(scope="module")
 def web_server(exported, test_images, tmp_path_factory):
     """web/build.mjs on the exported TF.js model, served by scripts/serve_web.py on a free port."""
