@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf.config import Config
-from cornernet_tf.targets import encode_corners
+from cornernet_tf.targets import encode_corners, output_size
 
 RANDOM_SCALES = tuple(np.arange(0.6, 1.4, 0.1))  # 0.6 ... 1.3 (1.4 excluded), as the official
 BORDER = 128
@@ -35,6 +35,7 @@ EIGEN_VECTORS = (
     (-0.5832747, 0.00994535, -0.81221408),
     (-0.56089297, 0.71832671, 0.41158938),
 )
+GRAY_RGB = (0.299, 0.587, 0.114)  # cv2 BGR2GRAY weights, in RGB order
 TFRECORD_FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),
     "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
@@ -297,7 +298,7 @@ def network_input(image_rgb, data, scale=1.0, gray_weight=0.0, shift=(0.0, 0.0, 
     coefficients it is the official colour augmentation followed by normalize_.
     """
     std = tf.constant(data.std_bgr)
-    gray_rgb = tf.constant([0.299, 0.587, 0.114])  # cv2 BGR2GRAY weights, in RGB order
+    gray_rgb = tf.constant(GRAY_RGB)
     swap = tf.constant([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # RGB -> BGR
     matrix = (scale * swap + gray_weight * gray_rgb[:, None]) / (255.0 * std)
     offset = (shift - tf.constant(data.mean_bgr)) / std
@@ -336,19 +337,17 @@ def prepare_example(example, seed, config: Config, training: bool):
     image, boxes = resize(image, boxes, input_size)
     if training:
         boxes = tf.cond(flipped, lambda: flip_boxes(boxes, input_size[1]), lambda: boxes)
-        gray_rgb = tf.constant([0.299, 0.587, 0.114])
-        gray_mean = tf.tensordot(tf.reduce_mean(image, [0, 1]), gray_rgb, 1) / 255.0
+        gray_mean = tf.tensordot(tf.reduce_mean(image, [0, 1]), tf.constant(GRAY_RGB), 1) / 255.0
         scale, gray_weight, offset = color_jitter(seeds[2], gray_mean)
         image = network_input(image, data, scale, gray_weight, offset + lighting(seeds[3]))
     else:
         image = network_input(image, data)
     image = tf.ensure_shape(image, [*input_size, 3])
-    output_size = ((input_size[0] + 1) // 4, (input_size[1] + 1) // 4)
     targets = encode_corners(
         boxes,
         example["classes"],
         input_size=input_size,
-        output_size=output_size,
+        output_size=output_size(input_size),
         max_objects=data.max_objects,
         gaussian_iou=data.gaussian_iou,
     )

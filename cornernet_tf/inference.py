@@ -28,7 +28,9 @@ import tensorflow as tf
 
 from cornernet_tf.config import Config, input_side_problem
 from cornernet_tf.decode import decode
+from cornernet_tf.optimize import inference_model
 from cornernet_tf.preprocess import normalize_image
+from cornernet_tf.targets import output_size
 
 
 def scale_geometry(
@@ -47,7 +49,7 @@ def scale_geometry(
         inp_w = tf.bitwise.bitwise_or(new_w, stride - 1)
     else:
         inp_h = inp_w = tf.constant(input_size, tf.int32)
-    out_h, out_w = (inp_h + 1) // 4, (inp_w + 1) // 4
+    out_h, out_w = output_size((inp_h, inp_w))
     return {
         "new_size": tf.stack([new_h, new_w]),
         "input_size": tf.stack([inp_h, inp_w]),
@@ -260,8 +262,6 @@ class Detector:
     """
 
     def __init__(self, model, config: Config, input_size: int | None = None):
-        from cornernet_tf.optimize import inference_model
-
         self.model, self.config, self.input_size = model, config, input_size
         self.network = inference_model(model, config.test.precision)
         spec = tf.TensorSpec([None, None, 3], tf.uint8)

@@ -28,7 +28,7 @@ from cornernet_tf.config import Config
 from cornernet_tf.heads import HEAD_NAMES, make_heads
 from cornernet_tf.layers import ConvBN, ConvBNLinear, CornerModule, Residual
 from cornernet_tf.losses import cornernet_loss
-from cornernet_tf.targets import with_heatmaps
+from cornernet_tf.targets import output_size, with_heatmaps
 
 LOSS_TERMS = ("loss", "focal", "pull", "push", "offset")
 
@@ -140,8 +140,7 @@ class CornerNet(keras.Model):
         shape = images.shape[1:3]
         if None in shape:
             shape = tf.unstack(tf.shape(images)[1:3])
-        size = [(side + 1) // 4 for side in shape]
-        return with_heatmaps(targets, size, self.num_classes)
+        return with_heatmaps(targets, output_size(shape), self.num_classes)
 
     def train_step(self, data):
         images, targets = data

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cornernet_tf.layers import BN_EPSILON
 from cornernet_tf.model import CornerNet
 
 PRECISIONS = ("float32", "bfloat16")
@@ -56,16 +57,14 @@ def folded_weights(model: CornerNet) -> dict[str, np.ndarray]:
     convolution it followed.
     """
     values = {v.path: np.asarray(v.numpy(), np.float32) for v in model.weights}
-    for layer in model._flatten_layers(include_self=False):
-        if not isinstance(layer, keras.layers.BatchNormalization):
-            continue
-        parent, name = layer.gamma.path.rsplit("/", 2)[:2]
+    for path in [path for path in values if path.endswith("/gamma")]:  # one per BatchNorm
+        parent, name = path.rsplit("/", 2)[:2]
         conv = f"{parent}/{CONV_OF_BN[name]}"
         prefix = f"{parent}/{name}/"
         gamma, beta, mean, variance = (
             values.pop(prefix + key) for key in ("gamma", "beta", "moving_mean", "moving_variance")
         )
-        scale = gamma / np.sqrt(variance + layer.epsilon)
+        scale = gamma / np.sqrt(variance + BN_EPSILON)
         bias = values.get(f"{conv}/bias", np.zeros_like(mean))
         values[f"{conv}/kernel"] = values[f"{conv}/kernel"] * scale  # HWIO: per output channel
         values[f"{conv}/bias"] = beta + (bias - mean) * scale

@@ -26,6 +26,11 @@ import tensorflow as tf
 EPS64 = float(np.finfo(np.float64).eps)
 
 
+def output_size(input_size):
+    """(h, w) of the output maps for an input of (h, w): (side + 1) // 4, 511 -> 128."""
+    return tuple((side + 1) // 4 for side in input_size)
+
+
 def gaussian_radius(height, width, min_overlap: float = 0.3) -> tf.Tensor:
     """The official (corrected, 2019) radius: the min of three quadratic roots; float64."""
     height = tf.cast(height, tf.float64)
@@ -53,18 +58,6 @@ def gaussian_bumps(dx, dy, radius) -> tf.Tensor:
     bump = tf.exp(-(dx * dx + dy * dy) / (2 * sigma * sigma))
     inside = (tf.abs(dx) <= r) & (tf.abs(dy) <= r) & (bump >= EPS64)
     return tf.where(inside, bump, tf.zeros_like(bump))
-
-
-def draw_gaussians(shape, xs, ys, radii) -> tf.Tensor:
-    """The official gaussian bumps at integer (xs, ys) with `radii`, each on a map of `shape`.
-
-    Returns (N, height, width) float64: bump n alone on the map n (0 outside its window).
-    """
-    height, width = shape[0], shape[1]
-    xs, ys = tf.cast(xs, tf.float64), tf.cast(ys, tf.float64)
-    dx = tf.range(tf.cast(width, tf.float64))[None, None, :] - xs[:, None, None]
-    dy = tf.range(tf.cast(height, tf.float64))[None, :, None] - ys[:, None, None]
-    return gaussian_bumps(dx, dy, tf.cast(radii, tf.float64)[:, None, None])
 
 
 def encode_corners(

@@ -136,6 +136,19 @@ def flatten_fused_biases(model_json: Path) -> None:
     model_json.write_text(json.dumps(model))
 
 
+def node_images(images) -> list[dict]:
+    """The images file of web/run_node.mjs: each RGB uint8 (H, W, 3) array as its height, width
+    and base64 pixels."""
+    return [
+        {
+            "height": im.shape[0],
+            "width": im.shape[1],
+            "rgb": base64.b64encode(im.tobytes()).decode(),
+        }
+        for im in images
+    ]
+
+
 CONV_ATTRS = ("T", "strides", "padding", "explicit_paddings", "data_format", "dilations")
 
 

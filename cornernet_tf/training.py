@@ -219,14 +219,15 @@ class TrainingLog(keras.callbacks.Callback):
         if self.val is None:
             return
         images, targets = next(iter(self.val))
-        outputs = self.model(images[:4], training=False)
+        images, targets = images[:4], {key: value[:4] for key, value in targets.items()}
+        outputs = self.model(images, training=False)
         targets = self.model.with_heatmaps(images, targets)
         data = self.config.data
-        rgb = (images[:4] * tf.constant(data.std_bgr) + tf.constant(data.mean_bgr))[..., ::-1]
+        rgb = (images * tf.constant(data.std_bgr) + tf.constant(data.mean_bgr))[..., ::-1]
         with self.writer.as_default(step=step):
             tf.summary.image("input", tf.clip_by_value(rgb, 0, 1), max_outputs=4)
             for corner in ("tl", "br"):
-                target = tf.reduce_max(targets[f"{corner}_heatmap"][:4], -1, keepdims=True)
+                target = tf.reduce_max(targets[f"{corner}_heatmap"], -1, keepdims=True)
                 predicted = tf.reduce_max(
                     tf.sigmoid(outputs[f"{corner}_heatmap"]), -1, keepdims=True
                 )

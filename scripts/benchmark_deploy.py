@@ -14,7 +14,6 @@ warm-up run; all rows in one run on one machine.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import statistics
@@ -45,15 +44,9 @@ def folder_mb(path: Path) -> float:
 
 def run_node(model_dir: Path, images: list, repeats: int, backend: str, scratch: Path) -> dict:
     """web/run_node.mjs on decoded images; returns its JSON."""
-    request = [
-        {
-            "height": im.shape[0],
-            "width": im.shape[1],
-            "rgb": base64.b64encode(im.tobytes()).decode(),
-        }
-        for im in images
-    ]
-    (scratch / "images.json").write_text(json.dumps(request))
+    from cornernet_tf.tfjs import node_images
+
+    (scratch / "images.json").write_text(json.dumps(node_images(images)))
     command = ["node", str(WEB / "run_node.mjs"), str(model_dir), str(scratch / "images.json"),
                str(scratch / "out.json"), str(repeats), backend]  # fmt: skip
     subprocess.run(command, check=True, cwd=WEB, capture_output=True)

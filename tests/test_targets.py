@@ -5,13 +5,25 @@ import pytest
 import tensorflow as tf
 
 from cornernet_tf.targets import (
-    draw_gaussians,
     draw_heatmaps,
     encode_corners,
     encode_targets,
+    gaussian_bumps,
     gaussian_radius,
 )
 from tests.helpers import load_fixture
+
+
+def draw_gaussians(shape, xs, ys, radii) -> tf.Tensor:
+    """Reference: the official gaussian bumps at integer (xs, ys), each on a map of `shape`.
+
+    Returns (N, height, width) float64: bump n alone on the map n (0 outside its window).
+    """
+    height, width = shape[0], shape[1]
+    xs, ys = tf.cast(xs, tf.float64), tf.cast(ys, tf.float64)
+    dx = tf.range(tf.cast(width, tf.float64))[None, None, :] - xs[:, None, None]
+    dy = tf.range(tf.cast(height, tf.float64))[None, :, None] - ys[:, None, None]
+    return gaussian_bumps(dx, dy, tf.cast(radii, tf.float64)[:, None, None])
 
 
 @pytest.fixture(scope="module")

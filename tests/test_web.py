@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cornernet_tf.tfjs import node_images
 from tests.helpers import ROOT
 
 WEB = ROOT / "web"
@@ -63,15 +64,7 @@ def assert_close(js_outputs: dict, expected: dict):
 @pytest.mark.parametrize("backend", ["cpu", "wasm"])
 def test_node_outputs_equal_the_saved_model(exported, test_images, tmp_path, backend):
     images = [decoded(path) for path in test_images[:2]]  # 127 x 127 and 90 x 160
-    request = [
-        {
-            "height": im.shape[0],
-            "width": im.shape[1],
-            "rgb": base64.b64encode(im.tobytes()).decode(),
-        }
-        for im in images
-    ]
-    (tmp_path / "images.json").write_text(json.dumps(request))
+    (tmp_path / "images.json").write_text(json.dumps(node_images(images)))
     done = subprocess.run(
         [node(), str(WEB / "run_node.mjs"), str(exported["tfjs"]), str(tmp_path / "images.json"),
          str(tmp_path / "out.json"), "1", backend],
