@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 NODE_STAMP := web/node_modules/.installed
-OPS := cornernet_tf/ops/_corner_pool_ops.so
+OPS := cornernet_tf/ops/_custom_ops.so
 WEB_MODEL ?= exported/cornernet_tfjs
 WEB_SAMPLE ?= $(firstword $(wildcard runs/shapes/val/*.png))
 
@@ -36,11 +36,12 @@ test: $(STAMP) $(OPS) $(NODE_STAMP) browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-# the compiled corner-pool op (C++ CPU kernels; CUDA kernels too when nvcc exists)
+# the compiled ops: corner pooling (C++ CPU kernels; CUDA kernels too when nvcc exists) and the
+# Winograd transforms (CPU)
 ops: $(STAMP)
 	$(PY) custom_ops/build.py
 
-$(OPS): $(STAMP) $(wildcard custom_ops/corner_pool/*)
+$(OPS): $(STAMP) $(wildcard custom_ops/corner_pool/* custom_ops/winograd/*)
 	$(PY) custom_ops/build.py
 
 # the browser demo: web/dist from web/src, the vendored TF.js files and $(WEB_MODEL)

@@ -258,12 +258,14 @@ class Detector:
     """A CornerNet and the test procedure, traced once for RGB uint8 images of any size.
 
     `model` (kept as `self.model`) is run as `self.network`: its BatchNorm folded into the
-    convolutions and computing in config.test.precision (`cornernet_tf.optimize`).
+    convolutions, computing in config.test.precision, its 3x3 convolutions by Winograd if
+    config.test.winograd (`cornernet_tf.optimize`).
     """
 
     def __init__(self, model, config: Config, input_size: int | None = None):
         self.model, self.config, self.input_size = model, config, input_size
-        self.network = inference_model(model, config.test.precision)
+        test = config.test
+        self.network = inference_model(model, test.precision, winograd=test.winograd)
         spec = tf.TensorSpec([None, None, 3], tf.uint8)
         self._detect = tf.function(
             lambda image: detect_image(self.network, image, config, input_size),

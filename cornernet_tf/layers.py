@@ -5,14 +5,19 @@ Keras path is the official state_dict key with "/" for "." (see `cornernet_tf.co
 All tensors are NHWC; BatchNorm uses PyTorch's epsilon 1e-5 and momentum 0.1 (Keras 0.9).
 `with_bn=False` builds the BatchNorm-folded form used for inference (`cornernet_tf.optimize`):
 each convolution that a BatchNorm followed has a bias instead, and there is no BatchNorm.
+Layers built inside `winograd_convolutions()` compute their 3x3, stride-1 convolutions with
+Winograd F(4x4, 3x3) (`WinogradConv2D`), for float32 inference on the CPU.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import keras
 import tensorflow as tf
 
 from cornernet_tf.ops import DIRECTIONS, corner_pool
+from cornernet_tf.ops.winograd import winograd_conv
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
@@ -77,8 +82,79 @@ class SymmetricConv2D(keras.layers.Conv2D):
         )
 
 
+class WinogradConv2D(keras.layers.Layer):
+    """A 3x3, stride-1, zero-padded Conv2D with bias, computed by Winograd F(4x4, 3x3)
+    (`cornernet_tf.ops.winograd`) when the map it is built on has sides of at least MIN_SIDE;
+    on smaller maps, where reading the 4 times larger kernel costs more than it saves, a
+    direct convolution. For float32 inference only (no gradient).
+
+    Variables: `winograd_kernel` (36, C, filters) or `kernel` (3, 3, C, filters), and `bias`;
+    `cornernet_tf.optimize.inference_model` fills them from a Conv2D's kernel and bias. call()
+    can add a residual's skip and apply the ReLU in the same op.
+    """
+
+    MIN_SIDE = 16
+
+    def __init__(self, filters: int, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+
+    def build(self, input_shape):
+        sides = [side for side in input_shape[1:3] if side is not None]
+        self.winograd = min(sides, default=self.MIN_SIDE) >= self.MIN_SIDE
+        channels = input_shape[-1]
+        if self.winograd:
+            shape, name = (36, channels, self.filters), "winograd_kernel"
+        else:
+            shape, name = (3, 3, channels, self.filters), "kernel"
+        self.kernel = self.add_weight(shape=shape, initializer="zeros", trainable=False, name=name)
+        self.bias = self.add_weight(
+            shape=(self.filters,), initializer="zeros", trainable=False, name="bias"
+        )
+
+    def call(self, x, skip=None, relu: bool = False):
+        if self.winograd:
+            return winograd_conv(x, self.kernel, self.bias, skip=skip, relu=relu)
+        y = tf.nn.bias_add(tf.nn.conv2d(x, self.kernel, 1, "SAME"), self.bias)
+        if skip is not None:
+            y = y + skip
+        return tf.nn.relu(y) if relu else y
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+def conv_bn(conv, bn, x, training, skip=None, relu: bool = False):
+    """bn(conv(x)) (+ skip), then ReLU if relu: one op when conv is a WinogradConv2D."""
+    if isinstance(conv, WinogradConv2D):
+        return conv(x, skip=skip, relu=relu)
+    y = normalize(bn, conv(x), training)
+    if skip is not None:
+        y = y + skip
+    return keras.ops.relu(y) if relu else y
+
+
+_winograd = False
+
+
+@contextlib.contextmanager
+def winograd_convolutions():
+    """Layers built inside compute their 3x3, stride-1 convolutions with WinogradConv2D."""
+    global _winograd
+    previous, _winograd = _winograd, True
+    try:
+        yield
+    finally:
+        _winograd = previous
+
+
 def conv2d(filters: int, kernel: int, *, stride: int = 1, use_bias: bool, name: str):
     """A k x k convolution padded like the official code: symmetric (k - 1) // 2."""
+    if _winograd and stride == 1 and kernel == 3:
+        return WinogradConv2D(filters, name=name)
     if stride == 1:
         return keras.layers.Conv2D(filters, kernel, padding="same", use_bias=use_bias, name=name)
     return SymmetricConv2D(filters, kernel, strides=stride, use_bias=use_bias, name=name)
@@ -96,7 +172,7 @@ class ConvBN(keras.layers.Layer):
         self.bn = batch_norm("bn", with_bn)
 
     def call(self, x, training=None):
-        return keras.ops.relu(normalize(self.bn, self.conv(x), training))
+        return conv_bn(self.conv, self.bn, x, training, relu=True)
 
     def get_config(self):
         return {
@@ -133,11 +209,10 @@ class Residual(keras.layers.Layer):
             ]
 
     def call(self, x, training=None):
-        y = keras.ops.relu(normalize(self.bn1, self.conv1(x), training))
-        y = normalize(self.bn2, self.conv2(y), training)
+        y = conv_bn(self.conv1, self.bn1, x, training, relu=True)
         if self.skip is not None:
             x = normalize(self.skip[1], self.skip[0](x), training)
-        return keras.ops.relu(y + x)
+        return conv_bn(self.conv2, self.bn2, y, training, skip=x, relu=True)
 
     def get_config(self):
         return {
@@ -233,9 +308,9 @@ class CornerModule(keras.layers.Layer):
         pooled = self.pool1(self.p1_conv1(x, training=training)) + self.pool2(
             self.p2_conv1(x, training=training)
         )
-        pooled = normalize(self.p_bn1, self.p_conv1(pooled), training)
         skip = normalize(self.bn1, self.conv1(x), training)
-        return self.conv2(keras.ops.relu(pooled + skip), training=training)
+        merged = conv_bn(self.p_conv1, self.p_bn1, pooled, training, skip=skip, relu=True)
+        return self.conv2(merged, training=training)
 
     def get_config(self):
         return {

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Builds the compiled corner-pool op into cornernet_tf/ops/_corner_pool_ops.so (`make ops`).
+"""Builds the compiled ops into cornernet_tf/ops/_custom_ops.so (`make ops`): corner pooling and
+the Winograd convolution transforms.
 
     python custom_ops/build.py [--cpu-only]
 
@@ -23,7 +24,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "custom_ops" / "corner_pool"
-TARGET = ROOT / "cornernet_tf" / "ops" / "_corner_pool_ops.so"
+CPU_SOURCES = [str(SOURCE / "corner_pool.cc"), str(ROOT / "custom_ops/winograd/winograd.cc")]
+TARGET = ROOT / "cornernet_tf" / "ops" / "_custom_ops.so"
 CUDA_HOME = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda"))
 
 
@@ -50,7 +52,7 @@ def build(cpu_only: bool = False) -> int:
                  "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC", "-O3",
                  str(SOURCE / "corner_pool_gpu.cu"), "-o", str(gpu_object)],
                 ["g++", *common, "-DGOOGLE_CUDA=1", f"-I{CUDA_HOME / 'include'}",
-                 str(SOURCE / "corner_pool.cc"), str(gpu_object), "-o", str(scratch / "gpu.so"),
+                 *CPU_SOURCES, str(gpu_object), "-o", str(scratch / "gpu.so"),
                  *link_flags, f"-L{CUDA_HOME / 'lib64'}", "-lcudart"],
             ]  # fmt: skip
             for step in steps:
@@ -62,7 +64,7 @@ def build(cpu_only: bool = False) -> int:
                 built = scratch / "gpu.so"
         if built is None:
             print("building the CPU kernels")
-            done = run(["g++", *common, str(SOURCE / "corner_pool.cc"), "-o",
+            done = run(["g++", *common, *CPU_SOURCES, "-o",
                         str(scratch / "cpu.so"), *link_flags])  # fmt: skip
             if done.returncode:
                 print(f"error: the CPU build failed:\n{done.stderr[-4000:]}", file=sys.stderr)

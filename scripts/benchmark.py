@@ -9,8 +9,11 @@
          all four directions, forward and forward+backward (milliseconds, min of N runs).
 --model: the Hourglass-104 test path (final stack), batch 1, in seconds and GFLOP/s (686 GFLOP at
          511x511, scaled by area), tf.function: the network as trained, with decode, and as
-         Detector / export run it (BatchNorm folded, float32 and bfloat16); interleaved rounds;
-         random weights with trained-like BatchNorm statistics.
+         Detector / export run it (BatchNorm folded, float32, bfloat16, and float32 with Winograd
+         3x3 convolutions when the compiled ops are built); interleaved rounds;
+         random weights with trained-like BatchNorm statistics and biases; then the float32
+         ceiling of this CPU (GFLOP/s of a large matmul and of the most common convolution) and
+         what the test path would take at that rate.
 --targets: encode_targets per image at 511 (10 and 100 boxes, 80 classes) and decode of a
          128x128x80 final-stack output, in ms (decode also as a share of the model forward).
 --data:  images/s of the training input pipeline at 511 (decode, official augmentation, sparse
@@ -312,32 +315,57 @@ def run_official(command: list[str], key: str) -> str:
     return match.group(1)
 
 
-def trained_like_batchnorm(model, seed: int = 0) -> None:
-    """Random BatchNorm statistics and affine terms, as a trained model has: with Keras's initial
-    ones (mean 0, variance 1, gamma 1, beta 0) every folded bias is zero and TF's graph optimiser
-    drops the additions, which would flatter the folded model (measured about 2.5%)."""
+def trained_like_weights(model, seed: int = 0) -> None:
+    """Random BatchNorm statistics and affine terms, and random convolution biases, as a trained
+    model has: with Keras's initial ones (mean 0, variance 1, gamma 1, beta 0, bias 0) every folded
+    bias is zero and TF's graph optimiser drops the additions, which would flatter the folded
+    model (measured about 2.5%)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
     for variable in model.weights:
         name = variable.path.rsplit("/", 1)[-1]
-        if name in ("moving_mean", "beta"):
+        if name in ("moving_mean", "beta") or (name == "bias" and not np.any(variable.numpy())):
             variable.assign(rng.normal(0, 0.1, variable.shape).astype("float32"))
         elif name in ("moving_variance", "gamma"):
             variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype("float32"))
 
 
+def float32_ceiling(repeats: int) -> dict[str, float]:
+    """GFLOP/s of the fastest float32 work TF does on this CPU: a large matrix product and the
+    network's most common convolution (3x3, 256 -> 256 channels at 128 x 128, bias, ReLU), each
+    the best of `repeats` runs. The test path cannot run faster than its FLOPs at these rates."""
+    import tensorflow as tf
+
+    a, b = tf.random.normal([4096, 4096]), tf.random.normal([4096, 4096])
+    x, w = tf.random.normal([1, 128, 128, 256]), tf.random.normal([3, 3, 256, 256]) * 0.02
+    bias = tf.random.normal([256])
+    work = {
+        "matmul 4096 x 4096 x 4096": (tf.function(lambda: tf.matmul(a, b)), 2 * 4096**3),
+        "conv 3x3 256->256 at 128 x 128": (
+            tf.function(lambda: tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, w, 1, "SAME"), bias))),
+            2 * 128 * 128 * 256 * 256 * 9,
+        ),
+    }
+    rates = {}
+    for name, (fn, flop) in work.items():
+        rates[name] = flop / min(timed(lambda fn=fn: fn().numpy(), repeats)) / 1e9
+    return rates
+
+
 def bench_model(repeats: int, size: int, official: float | None, decode_s=None) -> None:
     """The Hourglass-104 test path, batch 1: the network alone and with decode, as built for
-    training and as Detector / export run it (BatchNorm folded; float32 and bfloat16)."""
+    training and as Detector / export run it (BatchNorm folded; float32, float32 with Winograd
+    3x3 convolutions when the compiled ops are built, bfloat16)."""
     import tensorflow as tf
 
     from cornernet_tf import build_model, load_config
     from cornernet_tf.decode import decode
+    from cornernet_tf.ops import custom
     from cornernet_tf.optimize import bfloat16_slowness, inference_model
 
     model = build_model(load_config(ROOT / "configs/hourglass104.yaml"))
-    trained_like_batchnorm(model)
+    trained_like_weights(model)
     folded = inference_model(model, "float32")
     bfloat16 = inference_model(model, "bfloat16")
     x = tf.random.stateless_normal([1, size, size, 3], seed=[1, 1])
@@ -354,6 +382,10 @@ def bench_model(repeats: int, size: int, official: float | None, decode_s=None) 
         "folded + decode": path(folded),
         "folded bf16 + decode": path(bfloat16),
     }
+    if custom.load() is not None:
+        variants["folded winograd + decode"] = path(inference_model(model, winograd=True))
+    else:
+        print(f"(no Winograd row: {custom.load_error()})")
     times = {name: [] for name in variants}
     for fn in variants.values():
         list(fn(x).values())[0].numpy()  # warm-up: tracing
@@ -380,6 +412,15 @@ def bench_model(repeats: int, size: int, official: float | None, decode_s=None) 
         print(f"decode alone ({decode_s * 1e3:.1f} ms) / network: {decode_s / network:.1%}")
     if official is not None:
         print("(the official time includes its _decode: compare it with the + decode rows)")
+    print("\nfloat32 ceiling of this CPU under TF (oneDNN), GFLOP/s, best of runs")
+    rates = float32_ceiling(repeats)
+    for name, rate in rates.items():
+        print(f"  {name:<34} {rate:>6.0f}")
+    best = max(rates.values())
+    floor = f"  the {gflop:.0f} GFLOP test path at {best:.0f} GFLOP/s: {gflop / best:.2f} s"
+    if official is not None:
+        floor += f", {gflop / best / official:.2f} x official"
+    print(floor)
 
 
 def main(argv=None) -> int:

@@ -2,7 +2,7 @@
 """Detect objects in images and draw them.
 
     python scripts/detect.py --config C --weights W IMAGE... --out DIR [--threshold 0.3] \
-        [--precision float32|bfloat16]
+        [--precision float32|bfloat16] [--winograd]
 
 Writes DIR/<image name>.png with boxes, class names and scores drawn, and DIR/detections.json
 ({image path: [{"box": [x1, y1, x2, y2], "score", "class", "name"}, ...]}, pixels of the image).
@@ -33,6 +33,11 @@ def main(argv=None) -> int:
         help="network compute precision (default: the config's test.precision, float32)",
     )
     parser.add_argument(
+        "--winograd",
+        action="store_true",
+        help="3x3 convolutions by Winograd F(4x4, 3x3): faster on large models, float32 only",
+    )
+    parser.add_argument(
         "--set", nargs="*", default=[], metavar="key=value", help="config overrides"
     )
     args = parser.parse_args(argv)
@@ -47,6 +52,8 @@ def main(argv=None) -> int:
     overrides = list(args.set)
     if args.precision:
         overrides.append(f"test.precision={args.precision}")
+    if args.winograd:
+        overrides.append("test.winograd=true")
     try:
         detector = Detector.from_files(args.config, args.weights, overrides)
     except (ConfigError, OSError) as error:

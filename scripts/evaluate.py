@@ -2,8 +2,8 @@
 """COCO box AP of a CornerNet on an annotated image folder, with the official test procedure.
 
     python scripts/evaluate.py --config C --weights W --annotations ANN.json --images DIR \
-        [--flip | --no-flip] [--scales 0.5,1,1.5] [--precision float32|bfloat16] [--limit N] \
-        [--out DIR] [key=value ...]
+        [--flip | --no-flip] [--scales 0.5,1,1.5] [--precision float32|bfloat16] [--winograd] \
+        [--limit N] [--out DIR] [key=value ...]
 
 Prints the 12 COCO numbers and a per-class AP table; writes DIR/detections.json (COCO results
 format, the annotation file's category ids) and DIR/precision_recall.png.
@@ -37,6 +37,11 @@ def parse_args(argv):
         choices=["float32", "bfloat16"],
         help="network compute precision (default: the config's test.precision, float32)",
     )
+    parser.add_argument(
+        "--winograd",
+        action="store_true",
+        help="3x3 convolutions by Winograd F(4x4, 3x3): faster on large models, float32 only",
+    )
     parser.add_argument("--limit", type=int, help="evaluate the first N images only")
     parser.add_argument("--out", default="runs/evaluate", help="output folder")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -60,6 +65,8 @@ def main(argv=None) -> int:
         overrides.append(f"test.scales=[{args.scales}]")
     if args.precision:
         overrides.append(f"test.precision={args.precision}")
+    if args.winograd:
+        overrides.append("test.winograd=true")
     try:
         evaluator = CocoEvaluator(args.annotations)
         detector = Detector.from_files(args.config, args.weights, overrides)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-LIBRARY = Path(__file__).with_name("_corner_pool_ops.so")
+LIBRARY = Path(__file__).with_name("_custom_ops.so")
 DTYPES = (tf.float32, tf.float16, tf.bfloat16)
 _module = None
 _error: str | None = None
