@@ -397,27 +397,28 @@ def bench_model(repeats: int, size: int, official: float | None, decode_s=None) 
     print(f"\nHourglass-104 test path (final stack), 1 x {size} x {size}, {gflop:.0f} GFLOP")
     if reason := bfloat16_slowness():
         print(f"  note: {reason}")
-    print(f"{'variant':<22} {'min s':>7} {'median s':>9} {'GFLOP/s':>8} {'/ official':>11}")
+    print(f"{'variant':<25} {'min s':>7} {'median s':>9} {'GFLOP/s':>8} {'/ official':>11}")
     if official is not None:
         print(
-            f"{'official PyTorch':<22} {official:>7.2f} {'':>9} {gflop / official:>8.0f} {1:>11.2f}"
+            f"{'official PyTorch':<25} {official:>7.2f} {'':>9} {gflop / official:>8.0f} {1:>11.2f}"
         )
     for name, values in times.items():
         best = min(values)
         ratio = f"{best / official:>11.2f}" if official is not None else f"{'':>11}"
         median = statistics.median(values)
-        print(f"{name:<22} {best:>7.2f} {median:>9.2f} {gflop / best:>8.0f} {ratio}")
+        print(f"{name:<25} {best:>7.2f} {median:>9.2f} {gflop / best:>8.0f} {ratio}")
     if decode_s is not None:
         network = min(times["network"])
         print(f"decode alone ({decode_s * 1e3:.1f} ms) / network: {decode_s / network:.1%}")
     if official is not None:
         print("(the official time includes its _decode: compare it with the + decode rows)")
+    print(f"(GFLOP/s: the direct convolutions' {gflop:.0f} GFLOP per second; Winograd does less)")
     print("\nfloat32 ceiling of this CPU under TF (oneDNN), GFLOP/s, best of runs")
     rates = float32_ceiling(repeats)
     for name, rate in rates.items():
         print(f"  {name:<34} {rate:>6.0f}")
     best = max(rates.values())
-    floor = f"  the {gflop:.0f} GFLOP test path at {best:.0f} GFLOP/s: {gflop / best:.2f} s"
+    floor = f"  direct convolutions at {best:.0f} GFLOP/s: at least {gflop / best:.2f} s"
     if official is not None:
         floor += f", {gflop / best / official:.2f} x official"
     print(floor)
