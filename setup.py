@@ -1,5 +1,6 @@
 """Metadata lives in pyproject.toml. With CORNERNET_BUILD_OPS=1 the build also compiles the
-corner-pool op (custom_ops/build.py); it needs TensorFlow in the build environment, hence:
+custom ops, corner pooling and Winograd (custom_ops/build.py); it needs TensorFlow in the build
+environment, hence:
 
     CORNERNET_BUILD_OPS=1 pip install --no-build-isolation -e .
 """
