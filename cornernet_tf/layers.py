@@ -128,8 +128,8 @@ class WinogradConv2D(keras.layers.Layer):
 
 
 def conv_bn(conv, bn, x, training, skip=None, relu: bool = False):
-    """bn(conv(x)) (+ skip), then ReLU if relu: one op when conv is a WinogradConv2D."""
-    if isinstance(conv, WinogradConv2D):
+    """bn(conv(x)) (+ skip), then ReLU if relu: one op when conv is a WinogradConv2D (bn folded)."""
+    if isinstance(conv, WinogradConv2D) and bn is None:
         return conv(x, skip=skip, relu=relu)
     y = normalize(bn, conv(x), training)
     if skip is not None:

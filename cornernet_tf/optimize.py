@@ -13,9 +13,10 @@ bfloat16: the network is rebuilt under Keras's "mixed_bfloat16" dtype policy (va
 convolutions, pools and additions in bfloat16). The heads' last convolution computes in float32
 (`cornernet_tf.heads`), so the raw outputs, the sigmoid, the decoder and soft-NMS stay float32.
 
-Winograd (float32, folded): every 3x3, stride-1 convolution runs as Winograd F(4x4, 3x3)
-(`cornernet_tf.ops.winograd`; the compiled ops, CPU): about 2.3x faster on the large maps, 4x the
-memory for those kernels, and rounding errors about 6 times those of a direct convolution.
+Winograd (float32, folded): the 3x3, stride-1 convolutions on maps of 16 x 16 and more run as
+Winograd F(4x4, 3x3) (`layers.WinogradConv2D`, `cornernet_tf.ops.winograd`; compiled ops, CPU):
+about 2.3x faster on large maps, 4x the memory for those kernels, and rounding errors about 6
+times those of a direct convolution.
 Python inference only: a SavedModel or TF.js model cannot carry the compiled ops.
 """
 
