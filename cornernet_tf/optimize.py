@@ -119,6 +119,13 @@ def _check_winograd(precision: str, fold: bool) -> None:
         raise RuntimeError(
             f"winograd needs the compiled ops (run `make ops`): {custom.load_error()}"
         )
+    if tf.config.list_physical_devices("GPU"):
+        warnings.warn(
+            "winograd: its transforms run on the CPU only; with a GPU leave it off (cuDNN picks "
+            "its own convolution algorithms)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _rebuild(

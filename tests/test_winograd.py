@@ -124,6 +124,12 @@ def test_winograd_needs_float32_folded_and_the_ops(two_stacks, monkeypatch):
         inference_model(two_stacks, winograd=True)
 
 
+def test_winograd_warns_where_a_gpu_is(two_stacks, monkeypatch):
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
+    with pytest.warns(RuntimeWarning, match="transforms run on the CPU only"):
+        inference_model(two_stacks, winograd=True)
+
+
 def test_config_refuses_winograd_in_bfloat16():
     overrides = {"test.winograd": True, "test.precision": "bfloat16"}
     with pytest.raises(ConfigError, match="test.winograd needs test.precision float32"):
