@@ -58,7 +58,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-benchmark: $(STAMP)
+benchmark: $(STAMP) $(OPS)
 	$(PY) scripts/benchmark.py
 
 clean:

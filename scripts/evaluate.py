@@ -102,7 +102,8 @@ def main(argv=None) -> int:
     test = detector.config.test
     print(
         f"\nCOCO bbox on {len(evaluator.image_ids)} images (scales {list(test.scales)}, "
-        f"flip {'on' if test.flip else 'off'}, precision {test.precision})"
+        f"flip {'on' if test.flip else 'off'}, precision {test.precision}"
+        + (", Winograd)" if test.winograd else ")")
     )
     for name in STAT_NAMES:
         print(f"  {name:<6} {result[name]:.4f}")
