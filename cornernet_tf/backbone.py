@@ -17,10 +17,11 @@ from collections.abc import Sequence
 
 import keras
 
-from cornernet_tf.layers import Residual
+from cornernet_tf.layers import Block, Residual, serializable
 
 
-class Hourglass(keras.layers.Layer):
+@serializable
+class Hourglass(Block):
     """One hourglass level and, recursively, those below it: (B, h, w, dims[0]) in and out."""
 
     def __init__(
@@ -28,7 +29,6 @@ class Hourglass(keras.layers.Layer):
         depth: int,
         dims: Sequence[int],
         modules: Sequence[int],
-        with_bn: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -38,24 +38,26 @@ class Hourglass(keras.layers.Layer):
                 f"got dims={list(dims)} modules={list(modules)}"
             )
         self.depth, self.dims, self.modules = depth, tuple(dims), tuple(modules)
-        self.with_bn = with_bn
         curr, nxt, m = dims[0], dims[1], modules[0]
+        variants = self.variants
 
         def residual(filters, name, stride=1):
-            return Residual(filters, stride=stride, with_bn=with_bn, name=name)
+            return Residual(filters, stride=stride, **variants, name=name)
 
         self.up1 = [residual(curr, f"up1.{i}") for i in range(m)]
         self.low1 = [residual(nxt, "low1.0", stride=2)] + [
             residual(nxt, f"low1.{i}") for i in range(1, m)
         ]
         if depth > 1:
-            self.low2 = Hourglass(depth - 1, dims[1:], modules[1:], with_bn, name="low2")
+            self.low2 = Hourglass(depth - 1, dims[1:], modules[1:], **variants, name="low2")
         else:
             self.low2 = [residual(nxt, f"low2.{i}") for i in range(modules[1])]
         self.low3 = [residual(nxt, f"low3.{i}") for i in range(m - 1)] + [
             residual(curr, f"low3.{m - 1}")
         ]
-        self.up2 = keras.layers.UpSampling2D(2, interpolation="nearest", name="up2")
+        self.up2 = keras.layers.UpSampling2D(
+            2, interpolation="nearest", dtype=self.dtype_policy, name="up2"
+        )
 
     def call(self, x, training=None):
         up1 = _run(self.up1, x, training)
@@ -73,7 +75,6 @@ class Hourglass(keras.layers.Layer):
             "depth": self.depth,
             "dims": list(self.dims),
             "modules": list(self.modules),
-            "with_bn": self.with_bn,
         }
 
 

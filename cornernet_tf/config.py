@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from cornernet_tf.geometry import input_side_problem
+
 
 class ConfigError(ValueError):
     """A config file or override is wrong; the message names the file, the key and the value."""
@@ -31,7 +33,7 @@ class ModelConfig:
     cnv_dim: int = 256  # features fed to the corner modules and heads
     pool_dim: int = 128  # branch width inside the corner-pool modules
     num_classes: int = 80
-    corner_pool: str | None = None  # "scan" | "tf" | None (global setting / environment / default)
+    corner_pool: str = "tf"  # "tf" | "scan" | "custom" | "auto" (`cornernet_tf.ops.corner_pool`)
 
     def validate(self, where: str) -> None:
         if self.num_stacks < 1:
@@ -47,9 +49,9 @@ class ModelConfig:
                 )
             if any(v < 1 for v in value):
                 raise ConfigError(f"{where}: model.{key} entries must be >= 1, got {list(value)}")
-        if self.corner_pool not in (None, "scan", "tf", "custom", "auto"):
+        if self.corner_pool not in ("tf", "scan", "custom", "auto"):
             raise ConfigError(
-                f"{where}: model.corner_pool must be one of scan, tf, custom, auto or null, "
+                f"{where}: model.corner_pool must be one of tf, scan, custom, auto, "
                 f"got {self.corner_pool!r}"
             )
 
@@ -177,16 +179,22 @@ class Config:
                 raise ConfigError(f"{self.source}: data.input_size side {problem}")
 
 
-def input_side_problem(side: int, depth: int) -> str | None:
-    """None if a depth-`depth` hourglass takes inputs `side` pixels wide, else why not."""
-    stride = 4 * 2**depth
-    if side >= stride - 1 and (side + 1) % stride == 0:
-        return None
-    return (
-        f"{side} does not fit a depth-{depth} hourglass: sides must be one less than a multiple "
-        f"of {stride}, {stride - 1} mod {stride} (e.g. {stride - 1}, {2 * stride - 1}, "
-        f"{4 * stride - 1})"
-    )
+PACKAGED = Path(__file__).with_name("configs")
+
+
+def packaged_configs() -> list[str]:
+    """The names of the configs that ship with the package (configs/*.yaml)."""
+    return sorted(p.stem for p in PACKAGED.glob("*.yaml"))
+
+
+def resolve_config(path: str | Path) -> Path:
+    """`path` if such a file exists, else the packaged config of that name ("tiny",
+    "hourglass104", with or without .yaml), else `path` (reading it then says what is wrong)."""
+    path = Path(path)
+    if path.exists() or path.parent != Path("."):
+        return path
+    packaged = PACKAGED / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    return packaged if packaged.is_file() else path
 
 
 def load_config(
@@ -195,16 +203,22 @@ def load_config(
 ) -> Config:
     """Reads a YAML config (or the defaults when `path` is None) and applies overrides.
 
-    `overrides` is a mapping `{"model.num_stacks": 1}` or a list of CLI strings
-    `"model.num_stacks=1"` (values parsed as YAML). Returns a validated, frozen `Config`.
+    `path`: a YAML file, or the name of a config that ships with the package (`PACKAGED`:
+    "tiny", "hourglass104"). `overrides` is a mapping `{"model.num_stacks": 1}` or a list of CLI
+    strings `"model.num_stacks=1"` (values parsed as YAML). Returns a validated, frozen `Config`.
     """
+    path = resolve_config(path) if path is not None else None
     source = str(path) if path is not None else "<defaults>"
     raw: dict[str, Any] = {}
     if path is not None:
         try:
             text = Path(path).read_text()
         except OSError as error:
-            raise ConfigError(f"{source}: cannot read config file ({error.strerror})") from None
+            known = ", ".join(packaged_configs())
+            raise ConfigError(
+                f"{source}: cannot read config file ({error.strerror}); a packaged config is "
+                f"named by one of: {known}"
+            ) from None
         try:
             raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as error:

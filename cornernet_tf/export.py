@@ -9,9 +9,9 @@ the original image, classes 1-based float32, padded to `max_detections` with zer
          num_detections (B,)        (float32, N = config.test.max_per_image)
 
 The graph holds the whole official test procedure (decode, resize, pad, BGR normalisation, the
-network, flip test, corner decoding, soft-NMS) and only stock TF ops: the corner pools are the
-pure-TF implementation whatever the model was built with, and there is no py_function. The
-network is exported as `cornernet_tf.optimize.inference_model` makes it: BatchNorm folded into
+network, flip test, corner decoding, soft-NMS) and only stock TF ops: the network is exported as
+`cornernet_tf.optimize.inference_model` makes it, a variant of the model with the pure-TF corner
+pools whatever the model was built with (no compiled op, no py_function), BatchNorm folded into
 the convolutions (unless fold_batchnorm=False), computing in config.test.precision.
 """
 
@@ -25,27 +25,10 @@ import tensorflow as tf
 
 from cornernet_tf.config import Config
 from cornernet_tf.inference import detect_image
-from cornernet_tf.ops import corner_pool_implementation
 from cornernet_tf.optimize import inference_model
 
-OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
-SIGNATURES = ("serving_default", "serve_image")
 # the first bytes of the formats tf.io.decode_image reads
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")
-
-
-def pure_tf_model(model, config: Config):
-    """`model`, or a copy with the same weights if it was built with another corner-pool
-    implementation than "tf" (the pure-TF one). Trace it under corner_pool_implementation("tf")
-    for a model built without one (None: the global setting decides)."""
-    from cornernet_tf.model import build_model
-
-    if model.corner_pool in (None, "tf"):
-        return model
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, corner_pool="tf"))
-    copy = build_model(config)
-    copy.set_weights(model.get_weights())
-    return copy
 
 
 def serving_outputs(dets: dict, height, width, max_detections: int) -> dict[str, tf.Tensor]:
@@ -199,14 +182,13 @@ def export_saved_model(
             f"TF.js cannot run bfloat16: export the browser model with test.precision float32, "
             f"got {config.test.precision!r}"
         )
-    model = inference_model(pure_tf_model(model, config), config.test.precision, fold_batchnorm)
+    model = inference_model(model, config.test.precision, fold_batchnorm, corner_pool="tf")
     # no archive.track(model): the endpoints' variables are tracked by ExportArchive itself, and
     # tracking the model too stores every variable twice (Keras 3.15; measured 2x the size)
     archive = keras.export.ExportArchive()
     path = Path(path)
-    with corner_pool_implementation("tf"):  # traced here: no custom op in the graph
-        functions = serving_functions(model, config, input_size, browser)
-        for name, (function, signature) in functions.items():
-            archive.add_endpoint(name, function, signature)
-        archive.write_out(str(path), verbose=False)
+    functions = serving_functions(model, config, input_size, browser)
+    for name, (function, signature) in functions.items():
+        archive.add_endpoint(name, function, signature)
+    archive.write_out(str(path), verbose=False)
     return path

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import keras
 
-from cornernet_tf.layers import ConvBN
+from cornernet_tf.layers import ConvBN, serializable
 
 HEAT_BIAS = -2.19  # sigmoid(-2.19) ~ 0.1: the official heatmap prior
 
@@ -25,14 +25,20 @@ HEAD_NAMES = {
 }
 
 
+@serializable
 class Head(keras.layers.Layer):
-    """One prediction head: (B, h, w, in) -> (B, h, w, out_dim)."""
+    """One prediction head: (B, h, w, in) -> (B, h, w, out_dim). winograd: its 3x3 convolution
+    is a WinogradConv2D."""
 
-    def __init__(self, mid_dim: int, out_dim: int, bias: float = 0.0, **kwargs):
+    def __init__(
+        self, mid_dim: int, out_dim: int, bias: float = 0.0, winograd: bool = False, **kwargs
+    ):
         super().__init__(**kwargs)
-        self.mid_dim, self.out_dim, self.bias = mid_dim, out_dim, bias
+        self.mid_dim, self.out_dim, self.bias, self.winograd = mid_dim, out_dim, bias, winograd
         # The official `convolution(3, cnv_dim, curr_dim, with_bn=False)` then nn.Conv2d(1x1).
-        self.hidden = ConvBN(mid_dim, 3, with_bn=False, name="0")
+        self.hidden = ConvBN(
+            mid_dim, 3, with_bn=False, winograd=winograd, dtype=self.dtype_policy, name="0"
+        )
         self.out = keras.layers.Conv2D(
             out_dim,
             1,
@@ -50,15 +56,17 @@ class Head(keras.layers.Layer):
             "mid_dim": self.mid_dim,
             "out_dim": self.out_dim,
             "bias": self.bias,
+            "winograd": self.winograd,
         }
 
 
-def make_heads(stack: int, mid_dim: int, num_classes: int) -> dict[str, Head]:
-    """The six heads of one stack, keyed by the model's output names."""
+def make_heads(stack: int, mid_dim: int, num_classes: int, **kwargs) -> dict[str, Head]:
+    """The six heads of one stack, keyed by the model's output names; kwargs (winograd, dtype)
+    go to each Head."""
     out_dims = {"heatmap": num_classes, "embedding": 1, "offset": 2}
     heads = {}
     for key, official in HEAD_NAMES.items():
         kind = key.split("_", 1)[1]
         bias = HEAT_BIAS if kind == "heatmap" else 0.0
-        heads[key] = Head(mid_dim, out_dims[kind], bias=bias, name=f"{official}.{stack}")
+        heads[key] = Head(mid_dim, out_dims[kind], bias=bias, name=f"{official}.{stack}", **kwargs)
     return heads

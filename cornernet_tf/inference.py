@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from cornernet_tf.config import Config, input_side_problem
+from cornernet_tf.config import Config
 from cornernet_tf.decode import decode
+from cornernet_tf.geometry import input_side_problem, input_stride, output_size
 from cornernet_tf.optimize import inference_model
 from cornernet_tf.preprocess import normalize_image
-from cornernet_tf.targets import output_size
 
 
 def scale_geometry(
@@ -103,7 +103,7 @@ def detect_image(
     """
     test = config.test
     shape = tf.shape(image)
-    stride = 4 * 2**config.model.depth
+    stride = input_stride(config.model.depth)
     if input_size is None:
         scales = test.scales
     else:
@@ -274,14 +274,13 @@ class Detector:
 
     @classmethod
     def from_files(cls, config_path, weights=None, overrides=None, input_size=None) -> Detector:
-        """Loads a config (with overrides), builds the model and loads `weights` (.weights.h5)."""
+        """Loads a config (a path or a packaged name, with overrides) and the model with
+        `weights` (`.weights.h5` or `.keras`, see `load_trained`; None: random weights)."""
         from cornernet_tf.config import load_config
-        from cornernet_tf.model import build_model
+        from cornernet_tf.model import build_model, load_trained
 
         config = load_config(config_path, overrides)
-        model = build_model(config)
-        if weights:
-            model.load_weights(str(weights))
+        model = load_trained(config, weights) if weights else build_model(config)
         return cls(model, config, input_size)
 
     def __call__(self, image) -> dict:

@@ -3,15 +3,18 @@
 Every sub-layer carries the name of the official PyTorch module it mirrors, so a variable's
 Keras path is the official state_dict key with "/" for "." (see `cornernet_tf.convert`).
 All tensors are NHWC; BatchNorm uses PyTorch's epsilon 1e-5 and momentum 0.1 (Keras 0.9).
-`with_bn=False` builds the BatchNorm-folded form used for inference (`cornernet_tf.optimize`):
-each convolution that a BatchNorm followed has a bias instead, and there is no BatchNorm.
-Layers built inside `winograd_convolutions()` compute their 3x3, stride-1 convolutions with
-Winograd F(4x4, 3x3) (`WinogradConv2D`), for float32 inference on the CPU.
+
+The variants of a layer are constructor arguments, passed down to its sub-layers and returned
+by `get_config`:
+    with_bn=False   the BatchNorm-folded form used for inference (`cornernet_tf.optimize`): each
+                    convolution that a BatchNorm followed has a bias instead, and no BatchNorm;
+    winograd=True   the 3x3, stride-1 convolutions are `WinogradConv2D` (Winograd F(4x4, 3x3),
+                    float32 inference on the CPU; folded form only);
+    dtype           Keras's dtype policy ("float32", "mixed_bfloat16"), given to every sub-layer.
+All layers are registered Keras serializables (package "cornernet_tf").
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import keras
 import tensorflow as tf
@@ -21,34 +24,39 @@ from cornernet_tf.ops.winograd import winograd_conv
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
+serializable = keras.saving.register_keras_serializable(package="cornernet_tf")
 
 
+@serializable
 class BatchNorm(keras.layers.BatchNormalization):
     """Keras BatchNormalization whose inference path is TF's fused kernel.
 
     Same variables, training behaviour and results (to float32 rounding); in inference TF's graph
     optimiser can then fold it into the preceding convolution (_FusedConv2D), which the
-    elementwise form of keras.ops.batch_normalization prevents.
+    elementwise form of keras.ops.batch_normalization prevents. FusedBatchNormV3 is reached
+    through tf.raw_ops: TensorFlow 2 has no other public name for it.
     """
 
     def call(self, inputs, training=None, mask=None):
         if (training and self.trainable) or inputs.dtype != tf.float32 or self.axis not in (-1, 3):
             return super().call(inputs, training=training, mask=mask)
-        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            inputs,
-            self.gamma,
-            self.beta,
-            mean=self.moving_mean,
-            variance=self.moving_variance,
+        outputs = tf.raw_ops.FusedBatchNormV3(
+            x=inputs,
+            scale=tf.convert_to_tensor(self.gamma),
+            offset=tf.convert_to_tensor(self.beta),
+            mean=tf.convert_to_tensor(self.moving_mean),
+            variance=tf.convert_to_tensor(self.moving_variance),
             epsilon=self.epsilon,
             is_training=False,
         )
-        return outputs
+        return outputs[0]
 
 
-def batch_norm(name: str, with_bn: bool = True) -> BatchNorm | None:
+def batch_norm(name: str, with_bn: bool = True, dtype=None) -> BatchNorm | None:
     """The official BatchNorm2d, or None in the folded form (with_bn=False)."""
-    return BatchNorm(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name) if with_bn else None
+    if not with_bn:
+        return None
+    return BatchNorm(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, dtype=dtype, name=name)
 
 
 def normalize(bn: BatchNorm | None, x, training):
@@ -56,6 +64,7 @@ def normalize(bn: BatchNorm | None, x, training):
     return x if bn is None else bn(x, training=training)
 
 
+@serializable
 class SymmetricConv2D(keras.layers.Conv2D):
     """Conv2D with the official symmetric zero padding (k - 1) // 2 on every side.
 
@@ -82,6 +91,7 @@ class SymmetricConv2D(keras.layers.Conv2D):
         )
 
 
+@serializable
 class WinogradConv2D(keras.layers.Layer):
     """A 3x3, stride-1, zero-padded Conv2D with bias, computed by Winograd F(4x4, 3x3)
     (`cornernet_tf.ops.winograd`) when the map it is built on has sides of at least MIN_SIDE;
@@ -89,8 +99,8 @@ class WinogradConv2D(keras.layers.Layer):
     direct convolution. For float32 inference only (no gradient).
 
     Variables: `winograd_kernel` (36, C, filters) or `kernel` (3, 3, C, filters), and `bias`;
-    `cornernet_tf.optimize.inference_model` fills them from a Conv2D's kernel and bias. call()
-    can add a residual's skip and apply the ReLU in the same op.
+    `cornernet_tf.optimize.variant` fills them from a Conv2D's kernel and bias. call() can add a
+    residual's skip and apply the ReLU in the same op.
     """
 
     MIN_SIDE = 16
@@ -137,39 +147,72 @@ def conv_bn(conv, bn, x, training, skip=None, relu: bool = False):
     return keras.ops.relu(y) if relu else y
 
 
-_winograd = False
-
-
-@contextlib.contextmanager
-def winograd_convolutions():
-    """Layers built inside compute their 3x3, stride-1 convolutions with WinogradConv2D."""
-    global _winograd
-    previous, _winograd = _winograd, True
-    try:
-        yield
-    finally:
-        _winograd = previous
-
-
-def conv2d(filters: int, kernel: int, *, stride: int = 1, use_bias: bool, name: str):
-    """A k x k convolution padded like the official code: symmetric (k - 1) // 2."""
-    if _winograd and stride == 1 and kernel == 3:
-        return WinogradConv2D(filters, name=name)
+def conv2d(
+    filters: int,
+    kernel: int,
+    *,
+    stride: int = 1,
+    use_bias: bool,
+    name: str,
+    winograd: bool = False,
+    dtype=None,
+):
+    """A k x k convolution padded like the official code: symmetric (k - 1) // 2; a
+    WinogradConv2D for 3x3, stride 1 when `winograd`."""
+    if winograd and stride == 1 and kernel == 3:
+        return WinogradConv2D(filters, dtype=dtype, name=name)
     if stride == 1:
-        return keras.layers.Conv2D(filters, kernel, padding="same", use_bias=use_bias, name=name)
-    return SymmetricConv2D(filters, kernel, strides=stride, use_bias=use_bias, name=name)
+        return keras.layers.Conv2D(
+            filters, kernel, padding="same", use_bias=use_bias, dtype=dtype, name=name
+        )
+    return SymmetricConv2D(
+        filters, kernel, strides=stride, use_bias=use_bias, dtype=dtype, name=name
+    )
 
 
-class ConvBN(keras.layers.Layer):
+class Block(keras.layers.Layer):
+    """A layer with the two structural variants, `with_bn` and `winograd`, that it passes to its
+    sub-layers together with its own dtype policy (`self.variants`)."""
+
+    def __init__(self, with_bn: bool = True, winograd: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        if winograd and with_bn:
+            raise ValueError(f"{self.name}: winograd needs the folded form (with_bn=False)")
+        self.with_bn, self.winograd = with_bn, winograd
+
+    @property
+    def variants(self) -> dict:
+        """Keyword arguments that give a sub-layer this layer's variants and dtype policy."""
+        return {"with_bn": self.with_bn, "winograd": self.winograd, "dtype": self.dtype_policy}
+
+    def conv2d(self, filters: int, kernel: int, name: str, stride: int = 1):
+        """A convolution followed by a BatchNorm (biased when that BatchNorm is folded)."""
+        return conv2d(
+            filters,
+            kernel,
+            stride=stride,
+            use_bias=not self.with_bn,
+            name=name,
+            winograd=self.winograd,
+            dtype=self.dtype_policy,
+        )
+
+    def batch_norm(self, name: str) -> BatchNorm | None:
+        return batch_norm(name, self.with_bn, self.dtype_policy)
+
+    def get_config(self):
+        return {**super().get_config(), "with_bn": self.with_bn, "winograd": self.winograd}
+
+
+@serializable
+class ConvBN(Block):
     """The official `convolution`: conv k x k (bias only without BN) -> BN -> ReLU."""
 
-    def __init__(
-        self, filters: int, kernel: int = 3, stride: int = 1, with_bn: bool = True, **kwargs
-    ):
+    def __init__(self, filters: int, kernel: int = 3, stride: int = 1, **kwargs):
         super().__init__(**kwargs)
-        self.filters, self.kernel, self.stride, self.with_bn = filters, kernel, stride, with_bn
-        self.conv = conv2d(filters, kernel, stride=stride, use_bias=not with_bn, name="conv")
-        self.bn = batch_norm("bn", with_bn)
+        self.filters, self.kernel, self.stride = filters, kernel, stride
+        self.conv = self.conv2d(filters, kernel, "conv", stride=stride)
+        self.bn = self.batch_norm("bn")
 
     def call(self, x, training=None):
         return conv_bn(self.conv, self.bn, x, training, relu=True)
@@ -180,32 +223,37 @@ class ConvBN(keras.layers.Layer):
             "filters": self.filters,
             "kernel": self.kernel,
             "stride": self.stride,
-            "with_bn": self.with_bn,
         }
 
 
-class Residual(keras.layers.Layer):
+@serializable
+class Residual(Block):
     """The official `residual`: relu(bn2(conv2(relu(bn1(conv1(x))))) + skip(x)), both convs 3x3.
 
     The skip is a 1x1 conv + BN when the stride or the width changes, else the identity.
     """
 
-    def __init__(self, filters: int, stride: int = 1, with_bn: bool = True, **kwargs):
+    def __init__(self, filters: int, stride: int = 1, **kwargs):
         super().__init__(**kwargs)
-        self.filters, self.stride, self.with_bn = filters, stride, with_bn
-        self.conv1 = conv2d(filters, 3, stride=stride, use_bias=not with_bn, name="conv1")
-        self.bn1 = batch_norm("bn1", with_bn)
-        self.conv2 = conv2d(filters, 3, use_bias=not with_bn, name="conv2")
-        self.bn2 = batch_norm("bn2", with_bn)
+        self.filters, self.stride = filters, stride
+        self.conv1 = self.conv2d(filters, 3, "conv1", stride=stride)
+        self.bn1 = self.batch_norm("bn1")
+        self.conv2 = self.conv2d(filters, 3, "conv2")
+        self.bn2 = self.batch_norm("bn2")
         self.skip = None
 
     def build(self, input_shape):
         if self.stride != 1 or input_shape[-1] != self.filters:
             self.skip = [
                 keras.layers.Conv2D(
-                    self.filters, 1, strides=self.stride, use_bias=not self.with_bn, name="skip.0"
+                    self.filters,
+                    1,
+                    strides=self.stride,
+                    use_bias=not self.with_bn,
+                    dtype=self.dtype_policy,
+                    name="skip.0",
                 ),
-                batch_norm("skip.1", self.with_bn),
+                self.batch_norm("skip.1"),
             ]
 
     def call(self, x, training=None):
@@ -215,34 +263,31 @@ class Residual(keras.layers.Layer):
         return conv_bn(self.conv2, self.bn2, y, training, skip=x, relu=True)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "stride": self.stride,
-            "with_bn": self.with_bn,
-        }
+        return {**super().get_config(), "filters": self.filters, "stride": self.stride}
 
 
-class ConvBNLinear(keras.layers.Layer):
+@serializable
+class ConvBNLinear(Block):
     """1x1 conv (no bias) -> BN, no ReLU: the official `inters_` / `cnvs_` (Sequential "0", "1")."""
 
-    def __init__(self, filters: int, with_bn: bool = True, **kwargs):
+    def __init__(self, filters: int, **kwargs):
         super().__init__(**kwargs)
-        self.filters, self.with_bn = filters, with_bn
-        self.conv = keras.layers.Conv2D(filters, 1, use_bias=not with_bn, name="0")
-        self.bn = batch_norm("1", with_bn)
+        self.filters = filters
+        self.conv = self.conv2d(filters, 1, "0")
+        self.bn = self.batch_norm("1")
 
     def call(self, x, training=None):
         return normalize(self.bn, self.conv(x), training)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "with_bn": self.with_bn}
+        return {**super().get_config(), "filters": self.filters}
 
 
+@serializable
 class CornerPool(keras.layers.Layer):
     """`cornernet_tf.ops.corner_pool` as a layer (direction: top, bottom, left or right)."""
 
-    def __init__(self, direction: str, implementation: str | None = None, **kwargs):
+    def __init__(self, direction: str, implementation: str = "tf", **kwargs):
         super().__init__(**kwargs)
         if direction not in DIRECTIONS:
             raise ValueError(
@@ -264,7 +309,8 @@ class CornerPool(keras.layers.Layer):
         }
 
 
-class CornerModule(keras.layers.Layer):
+@serializable
+class CornerModule(Block):
     """The official corner-pool module (`tl_cnvs` / `br_cnvs`).
 
     p = pool1(p1_conv1(x)) + pool2(p2_conv1(x))
@@ -275,34 +321,25 @@ class CornerModule(keras.layers.Layer):
     POOLS = {"tl": ("top", "left"), "br": ("bottom", "right")}
 
     def __init__(
-        self,
-        corner: str,
-        dim: int,
-        pool_dim: int = 128,
-        implementation: str | None = None,
-        with_bn: bool = True,
-        **kwargs,
+        self, corner: str, dim: int, pool_dim: int = 128, implementation: str = "tf", **kwargs
     ):
         super().__init__(**kwargs)
         if corner not in self.POOLS:
             raise ValueError(f"CornerModule: corner must be 'tl' or 'br', got {corner!r}")
-        self.corner, self.dim, self.pool_dim, self.implementation = (
-            corner,
-            dim,
-            pool_dim,
-            implementation,
-        )
-        self.with_bn = with_bn
+        self.corner, self.dim, self.pool_dim = corner, dim, pool_dim
+        self.implementation = implementation
         first, second = self.POOLS[corner]
-        self.p1_conv1 = ConvBN(pool_dim, 3, with_bn=with_bn, name="p1_conv1")
-        self.p2_conv1 = ConvBN(pool_dim, 3, with_bn=with_bn, name="p2_conv1")
-        self.pool1 = CornerPool(first, implementation, name=f"{first}_pool")
-        self.pool2 = CornerPool(second, implementation, name=f"{second}_pool")
-        self.p_conv1 = conv2d(dim, 3, use_bias=not with_bn, name="p_conv1")
-        self.p_bn1 = batch_norm("p_bn1", with_bn)
-        self.conv1 = keras.layers.Conv2D(dim, 1, use_bias=not with_bn, name="conv1")
-        self.bn1 = batch_norm("bn1", with_bn)
-        self.conv2 = ConvBN(dim, 3, with_bn=with_bn, name="conv2")
+        variants = self.variants
+        pool = {"implementation": implementation, "dtype": self.dtype_policy}
+        self.p1_conv1 = ConvBN(pool_dim, 3, **variants, name="p1_conv1")
+        self.p2_conv1 = ConvBN(pool_dim, 3, **variants, name="p2_conv1")
+        self.pool1 = CornerPool(first, **pool, name=f"{first}_pool")
+        self.pool2 = CornerPool(second, **pool, name=f"{second}_pool")
+        self.p_conv1 = self.conv2d(dim, 3, "p_conv1")
+        self.p_bn1 = self.batch_norm("p_bn1")
+        self.conv1 = self.conv2d(dim, 1, "conv1")
+        self.bn1 = self.batch_norm("bn1")
+        self.conv2 = ConvBN(dim, 3, **variants, name="conv2")
 
     def call(self, x, training=None):
         pooled = self.pool1(self.p1_conv1(x, training=training)) + self.pool2(
@@ -319,5 +356,4 @@ class CornerModule(keras.layers.Layer):
             "dim": self.dim,
             "pool_dim": self.pool_dim,
             "implementation": self.implementation,
-            "with_bn": self.with_bn,
         }

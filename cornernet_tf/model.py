@@ -10,9 +10,18 @@ Call contract (other modules and users rely on these names):
     model(images, training=..., all_stacks=True) -> the same keys with a leading stack axis
         (S,B,h,w,C), final stack last.
 Only the final stack's corner modules and heads run when all_stacks is False, as in the official
-test path. The outputs are float32 whatever the dtype policy the model was built under (the
-heads' last convolution computes in float32). with_bn=False builds the BatchNorm-folded form
-(`cornernet_tf.optimize.fold_batchnorm`), for inference only.
+test path.
+
+Variants are constructor arguments, kept by `get_config` (so `model.save("m.keras")` and
+`keras.saving.load_model` restore them); nothing is read from a global setting:
+    corner_pool   "tf" (default), "scan", "custom" or "auto" (`cornernet_tf.ops.corner_pool`);
+    precision     "float32", or "bfloat16": Keras's mixed_bfloat16 policy, float32 variables and
+                  bfloat16 compute; the heads' last convolution computes in float32, so the
+                  outputs are float32 in both;
+    with_bn       False: the BatchNorm-folded form (`cornernet_tf.optimize`), inference only;
+    winograd      3x3 stride-1 convolutions by Winograd F(4x4, 3x3) (folded float32 only);
+    pull_weight, push_weight, offset_weight   the loss weights of the train step.
+`cornernet_tf.optimize.variant(model, ...)` makes another variant with the same weights.
 """
 
 from __future__ import annotations
@@ -25,14 +34,19 @@ import tensorflow as tf
 
 from cornernet_tf.backbone import Hourglass
 from cornernet_tf.config import Config
+from cornernet_tf.geometry import input_stride, output_size
 from cornernet_tf.heads import HEAD_NAMES, make_heads
-from cornernet_tf.layers import ConvBN, ConvBNLinear, CornerModule, Residual
+from cornernet_tf.layers import ConvBN, ConvBNLinear, CornerModule, Residual, serializable
 from cornernet_tf.losses import cornernet_loss
-from cornernet_tf.targets import output_size, with_heatmaps
+from cornernet_tf.ops import IMPLEMENTATIONS
+from cornernet_tf.targets import with_heatmaps
 
 LOSS_TERMS = ("loss", "focal", "pull", "push", "offset")
+# compute precision -> Keras dtype policy
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
+@serializable
 class CornerNet(keras.Model):
     def __init__(
         self,
@@ -44,20 +58,33 @@ class CornerNet(keras.Model):
         cnv_dim: int = 256,
         pool_dim: int = 128,
         num_classes: int = 80,
-        corner_pool: str | None = None,
+        corner_pool: str = "tf",
+        precision: str = "float32",
         with_bn: bool = True,
+        winograd: bool = False,
+        pull_weight: float = 0.1,
+        push_weight: float = 0.1,
+        offset_weight: float = 1.0,
         name: str = "cornernet",
         **kwargs,
     ):
-        super().__init__(name=name, **kwargs)
+        _check_variant(corner_pool, precision, with_bn, winograd)
+        kwargs.pop("dtype", None)  # the precision decides
+        super().__init__(name=name, dtype=PRECISIONS[precision], **kwargs)
         self.num_stacks, self.depth = num_stacks, depth
         self.dims, self.modules = tuple(dims), tuple(modules)
         self.stem_dim, self.cnv_dim, self.pool_dim = stem_dim, cnv_dim, pool_dim
         self.num_classes, self.corner_pool = num_classes, corner_pool
-        self.with_bn = with_bn
+        self.precision, self.with_bn, self.winograd = precision, with_bn, winograd
+        self.loss_weights = {
+            "pull_weight": pull_weight,
+            "push_weight": push_weight,
+            "offset_weight": offset_weight,
+        }
         curr = dims[0]
         stacks = range(num_stacks)
-        bn = {"with_bn": with_bn}
+        bn = {"with_bn": with_bn, "winograd": winograd, "dtype": self.dtype_policy}
+        pools = {"implementation": corner_pool, **bn}
         self.pre = [
             ConvBN(stem_dim, 7, stride=2, **bn, name="pre.0"),
             Residual(curr, stride=2, **bn, name="pre.1"),
@@ -65,25 +92,42 @@ class CornerNet(keras.Model):
         self.kps = [Hourglass(depth, dims, modules, **bn, name=f"kps.{s}") for s in stacks]
         self.cnvs = [ConvBN(cnv_dim, 3, **bn, name=f"cnvs.{s}") for s in stacks]
         self.tl_cnvs = [
-            CornerModule("tl", cnv_dim, pool_dim, corner_pool, **bn, name=f"tl_cnvs.{s}")
-            for s in stacks
+            CornerModule("tl", cnv_dim, pool_dim, **pools, name=f"tl_cnvs.{s}") for s in stacks
         ]
         self.br_cnvs = [
-            CornerModule("br", cnv_dim, pool_dim, corner_pool, **bn, name=f"br_cnvs.{s}")
-            for s in stacks
+            CornerModule("br", cnv_dim, pool_dim, **pools, name=f"br_cnvs.{s}") for s in stacks
         ]
-        self.heads = [make_heads(s, curr, num_classes) for s in stacks]
+        heads = {"winograd": winograd, "dtype": self.dtype_policy}
+        self.heads = [make_heads(s, curr, num_classes, **heads) for s in stacks]
         between = range(num_stacks - 1)
         self.inters_ = [ConvBNLinear(curr, **bn, name=f"inters_.{s}") for s in between]
         self.cnvs_ = [ConvBNLinear(curr, **bn, name=f"cnvs_.{s}") for s in between]
         self.inters = [Residual(curr, **bn, name=f"inters.{s}") for s in between]
-        self.loss_weights = {"pull_weight": 0.1, "push_weight": 0.1, "offset_weight": 1.0}
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
 
     @property
     def stride(self) -> int:
         """Input sides must be stride - 1 modulo stride."""
-        return 4 * 2**self.depth
+        return input_stride(self.depth)
+
+    @property
+    def build_side(self) -> int:
+        """The input side `build` creates the variables at: the smallest valid one, or 4 strides
+        with Winograd, whose layers choose their algorithm by the size of the map they see
+        (511 for Hourglass-104, where the smallest maps are 4 x 4)."""
+        return self.stride * (4 if self.winograd else 1) - 1
+
+    def build(self, input_shape=None):
+        """Creates every variable (all stacks) with one forward pass of zeros at `build_side`;
+        the input shape does not matter, the model takes any valid side."""
+        side = self.build_side
+        self.call(keras.ops.zeros((1, side, side, 3)), training=False, all_stacks=True)
+
+    def get_build_config(self):
+        return {"input_shape": [None, None, None, 3]}
+
+    def build_from_config(self, config):
+        self.build()
 
     def call(self, images, training=None, all_stacks=False):
         self._check_input(images.shape)
@@ -172,6 +216,7 @@ class CornerNet(keras.Model):
         # Keras averages a first batch over the replicas to build the model symbolically; with
         # MultiWorkerMirroredStrategy that reduction fails on eager per-replica values. The model
         # and its optimizer are built before fit (build_model, train), so there is nothing to do.
+        # Keras has no public hook for this step, hence the override of its private method.
         if self.built and (self.optimizer is None or self.optimizer.built):
             return
         super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
@@ -211,9 +256,28 @@ class CornerNet(keras.Model):
             "pool_dim": self.pool_dim,
             "num_classes": self.num_classes,
             "corner_pool": self.corner_pool,
+            "precision": self.precision,
             "with_bn": self.with_bn,
+            "winograd": self.winograd,
+            **self.loss_weights,
             "name": self.name,
         }
+
+
+def _check_variant(corner_pool: str, precision: str, with_bn: bool, winograd: bool) -> None:
+    if corner_pool not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"CornerNet: corner_pool must be one of {list(IMPLEMENTATIONS)}, got {corner_pool!r}"
+        )
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"CornerNet: precision must be one of {list(PRECISIONS)}, got {precision!r}"
+        )
+    if winograd and (with_bn or precision != "float32"):
+        raise ValueError(
+            "CornerNet: winograd needs the folded float32 form (with_bn=False, precision "
+            f"float32), got with_bn={with_bn}, precision {precision!r}"
+        )
 
 
 def parameter_table(model: CornerNet) -> list[tuple[str, int, int]]:
@@ -231,9 +295,10 @@ def parameter_table(model: CornerNet) -> list[tuple[str, int, int]]:
     return [(part, trainable, moving) for part, (trainable, moving) in table.items()]
 
 
-def build_model(config: Config) -> CornerNet:
-    """Builds the CornerNet of `config.model` and creates its variables (one small forward pass)."""
-    m = config.model
+def build_model(config: Config, precision: str = "float32") -> CornerNet:
+    """The CornerNet of `config.model`, with the loss weights of `config.train`, computing in
+    `precision`, its variables created (one small forward pass)."""
+    m, t = config.model, config.train
     model = CornerNet(
         num_stacks=m.num_stacks,
         depth=m.depth,
@@ -244,13 +309,39 @@ def build_model(config: Config) -> CornerNet:
         pool_dim=m.pool_dim,
         num_classes=m.num_classes,
         corner_pool=m.corner_pool,
+        precision=precision,
+        pull_weight=t.pull_weight,
+        push_weight=t.push_weight,
+        offset_weight=t.offset_weight,
     )
-    t = config.train
-    model.loss_weights = {
-        "pull_weight": t.pull_weight,
-        "push_weight": t.push_weight,
-        "offset_weight": t.offset_weight,
-    }
-    side = model.stride - 1
-    model(keras.ops.zeros((1, side, side, 3)), training=False, all_stacks=True)
+    model.build()
+    return model
+
+
+# the constructor arguments that make the architecture (the rest are variants and loss weights)
+ARCHITECTURE = ("num_stacks", "depth", "dims", "modules", "stem_dim", "cnv_dim", "pool_dim")
+
+
+def load_trained(config: Config, weights) -> CornerNet:
+    """A trained CornerNet from `weights`: a `.weights.h5` file (loaded into `build_model(config)`)
+    or a whole model saved as `.keras`, whose architecture and class count must then be those of
+    `config.model`. Raises ValueError naming the file when it does not fit."""
+    path = str(weights)
+    if path.endswith(".keras"):
+        model = keras.saving.load_model(path, compile=False)
+        if not isinstance(model, CornerNet):
+            raise ValueError(f"{path}: holds a {type(model).__name__}, not a CornerNet")
+        saved = model.get_config()
+        for key in (*ARCHITECTURE, "num_classes"):
+            expected = getattr(config.model, key)
+            expected = list(expected) if isinstance(expected, tuple) else expected
+            if saved[key] != expected:
+                raise ValueError(
+                    f"{path}: model.{key} is {saved[key]}, but {config.source} says {expected}"
+                )
+        return model
+    if not path.endswith(".weights.h5"):
+        raise ValueError(f"{path}: weights must be a .weights.h5 or a .keras file")
+    model = build_model(config)
+    model.load_weights(path)
     return model

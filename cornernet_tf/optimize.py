@@ -1,7 +1,10 @@
-"""Inference forms of a CornerNet: BatchNorm folded into the convolutions, bfloat16 compute.
+"""Variants of a built CornerNet with the same weights: BatchNorm folded into the convolutions,
+bfloat16 compute, another corner-pool implementation, Winograd convolutions.
 
+    variant(model, fold=, precision=, corner_pool=, winograd=)  -> the one way to make a variant
     fold_batchnorm(model)                       -> the same network with no BatchNorm layer
-    inference_model(model, precision, fold, winograd)  -> what Detector, evaluate and export run
+    inference_model(model, precision, fold, winograd, corner_pool)
+                                                -> what Detector, evaluate and export run
 
 Folding: a BatchNorm in inference is the affine map y = (x - mean) * g + beta with
 g = gamma / sqrt(var + eps), so the convolution before it becomes kernel * g (per output
@@ -9,9 +12,10 @@ channel) with bias beta + (bias - mean) * g. The official convolutions before a 
 no bias (bias = 0). Weight loading, conversion and training keep the unfolded model, whose
 variables are the official ones.
 
-bfloat16: the network is rebuilt under Keras's "mixed_bfloat16" dtype policy (variables float32,
-convolutions, pools and additions in bfloat16). The heads' last convolution computes in float32
-(`cornernet_tf.heads`), so the raw outputs, the sigmoid, the decoder and soft-NMS stay float32.
+bfloat16: the network is rebuilt with precision "bfloat16", Keras's "mixed_bfloat16" dtype policy
+given to every layer (variables float32, convolutions, pools and additions in bfloat16). The
+heads' last convolution computes in float32 (`cornernet_tf.heads`), so the raw outputs, the
+sigmoid, the decoder and soft-NMS stay float32.
 
 Winograd (float32, folded): the 3x3, stride-1 convolutions on maps of 16 x 16 and more run as
 Winograd F(4x4, 3x3) (`layers.WinogradConv2D`, `cornernet_tf.ops.winograd`; compiled ops, CPU):
@@ -22,22 +26,18 @@ Python inference only: a SavedModel or TF.js model cannot carry the compiled ops
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import warnings
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf.layers import BN_EPSILON, winograd_convolutions
-from cornernet_tf.model import CornerNet
+from cornernet_tf.layers import BN_EPSILON
+from cornernet_tf.model import PRECISIONS, CornerNet
 from cornernet_tf.ops import custom
 from cornernet_tf.ops.winograd import transform_kernel
 
-PRECISIONS = ("float32", "bfloat16")
-_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 # a BatchNorm's official name -> that of the convolution it follows, in the same parent layer
 # ("1" -> "0": inters_.<s> and cnvs_.<s>, a Sequential of the two)
 CONV_OF_BN = {
@@ -49,13 +49,6 @@ CONV_OF_BN = {
     "1": "0",
 }
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def check_precision(precision: str) -> str:
-    """`precision` if it is one of PRECISIONS, else a ValueError naming both."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
-    return precision
 
 
 def folded_weights(model: CornerNet) -> dict[str, np.ndarray]:
@@ -79,34 +72,71 @@ def folded_weights(model: CornerNet) -> dict[str, np.ndarray]:
     return values
 
 
+def variant(
+    model: CornerNet,
+    *,
+    fold: bool = False,
+    precision: str | None = None,
+    corner_pool: str | None = None,
+    winograd: bool | None = None,
+) -> CornerNet:
+    """`model` with other variants and the same weights: BatchNorm folded (fold; an already
+    folded model stays folded), computing in `precision`, with another `corner_pool`
+    implementation, its 3x3 convolutions by Winograd (folded float32 only). None keeps the
+    model's own setting. Returns `model` itself when nothing changes, else a new, built copy;
+    `model` is not modified. The copy keeps every other constructor argument (`get_config`)."""
+    config = model.get_config()
+    changes = {
+        "with_bn": model.with_bn and not fold,
+        "precision": model.precision if precision is None else precision,
+        "corner_pool": model.corner_pool if corner_pool is None else corner_pool,
+        "winograd": model.winograd if winograd is None else winograd,
+    }
+    if all(config[key] == value for key, value in changes.items()):
+        return model
+    copy = CornerNet(**{**config, **changes})
+    copy.build()
+    if model.with_bn and not copy.with_bn:
+        weights = folded_weights(model)
+    else:
+        weights = {v.path: v.numpy() for v in model.weights}
+    _assign(copy, weights)
+    return copy
+
+
 def fold_batchnorm(model: CornerNet) -> CornerNet:
     """A new float32 CornerNet equal to `model` in inference, each BatchNorm merged into the
     convolution before it: same call contract and outputs (to float32 rounding), fewer variables,
     no BatchNormalization layer. For inference only: the copy cannot be trained like the model."""
-    return _rebuild(model, folded_weights(model), "float32", with_bn=False)
+    return variant(model, fold=True, precision="float32")
 
 
 def inference_model(
-    model: CornerNet, precision: str = "float32", fold: bool = True, winograd: bool = False
+    model: CornerNet,
+    precision: str = "float32",
+    fold: bool = True,
+    winograd: bool = False,
+    corner_pool: str | None = None,
 ) -> CornerNet:
     """`model` as it should run for inference: BatchNorm folded (fold), computing in `precision`
     ("float32" or "bfloat16"), its 3x3 convolutions by Winograd F(4x4, 3x3) (winograd: float32
-    and fold only). Returns `model` itself when nothing changes, else a copy; `model` is not
-    modified."""
+    and fold only), with the `corner_pool` implementation (None: the model's). Returns `model`
+    itself when nothing changes, else a copy (`variant`); `model` is not modified."""
     check_precision(precision)
     if winograd:
         _check_winograd(precision, fold)
     if precision == "bfloat16":
         warn_if_bfloat16_is_emulated()
-    fold = fold and model.with_bn
-    if precision == "float32" and not fold and not winograd and model.compute_dtype == "float32":
-        return model
-    if fold:
-        weights = folded_weights(model)
-    else:
-        weights = {v.path: v.numpy() for v in model.weights}
-    with_bn = model.with_bn and not fold
-    return _rebuild(model, weights, precision, with_bn=with_bn, winograd=winograd)
+    return variant(
+        model, fold=fold, precision=precision, corner_pool=corner_pool, winograd=winograd
+    )
+
+
+def check_precision(precision: str) -> str:
+    """`precision` if it is one of PRECISIONS, else a ValueError naming both."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
+    return precision
 
 
 def _check_winograd(precision: str, fold: bool) -> None:
@@ -128,19 +158,10 @@ def _check_winograd(precision: str, fold: bool) -> None:
         )
 
 
-def _rebuild(
-    model: CornerNet, weights: dict, precision: str, with_bn: bool, winograd: bool = False
-) -> CornerNet:
-    """A CornerNet like `model`, built under `precision`'s dtype policy, with `weights` by path
-    (a WinogradConv2D's winograd_kernel from the kernel of the convolution it replaces)."""
-    config = {**model.get_config(), "with_bn": with_bn}
-    convolutions = winograd_convolutions() if winograd else contextlib.nullcontext()
-    with _dtype_policy(_POLICIES[precision]), convolutions:
-        copy = CornerNet(**config)
-        # Winograd layers choose their algorithm by the map they are built on: build them at
-        # 4 strides (511 for Hourglass-104), where the smallest maps are 4 x 4
-        side = copy.stride * (4 if winograd else 1) - 1
-        copy(tf.zeros((1, side, side, 3)), training=False, all_stacks=True)
+def _assign(copy: CornerNet, weights: dict) -> None:
+    """Fills `copy`'s variables from `weights` by path (a WinogradConv2D's winograd_kernel from
+    the kernel of the convolution it replaces)."""
+    weights = dict(weights)
     suffix = "/winograd_kernel"
     for path in [v.path for v in copy.weights if v.path.endswith(suffix)]:
         kernel = weights.pop(path[: -len(suffix)] + "/kernel", None)
@@ -148,20 +169,9 @@ def _rebuild(
             weights[path] = transform_kernel(kernel)
     missing = [v.path for v in copy.weights if v.path not in weights]
     if missing:
-        raise ValueError(f"inference_model: no value for {len(missing)} variables: {missing[:3]}")
+        raise ValueError(f"variant: no value for {len(missing)} variables: {missing[:3]}")
     for variable in copy.weights:
         variable.assign(weights[variable.path])
-    return copy
-
-
-@contextlib.contextmanager
-def _dtype_policy(name: str):
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def has_native_bfloat16(cpuinfo: str) -> bool:

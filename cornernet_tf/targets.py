@@ -26,11 +26,6 @@ import tensorflow as tf
 EPS64 = float(np.finfo(np.float64).eps)
 
 
-def output_size(input_size):
-    """(h, w) of the output maps for an input of (h, w): (side + 1) // 4, 511 -> 128."""
-    return tuple((side + 1) // 4 for side in input_size)
-
-
 def gaussian_radius(height, width, min_overlap: float = 0.3) -> tf.Tensor:
     """The official (corrected, 2019) radius: the min of three quadratic roots; float64."""
     height = tf.cast(height, tf.float64)

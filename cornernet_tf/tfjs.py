@@ -2,8 +2,9 @@
 
 The `tensorflowjs` package cannot live beside this project's TensorFlow (its pins pull an older
 TensorFlow and TensorFlow Decision Forests whose protobuf clashes), so it gets a venv of its own,
-created on first use (`.venv-tfjs` at the repository root, or $CORNERNET_TFJS_VENV) and called as
-a subprocess.
+created on first use (it needs the package registry then) and called as a subprocess. The venv
+lives in the user's cache directory, $XDG_CACHE_HOME/cornernet-tf/tfjs-venv (by default
+~/.cache/cornernet-tf/tfjs-venv), or wherever $CORNERNET_TFJS_VENV says.
 """
 
 from __future__ import annotations
@@ -29,9 +30,20 @@ class TfjsError(RuntimeError):
 
 
 def tool_venv() -> Path:
-    """Where the converter's venv lives."""
-    default = Path(__file__).resolve().parents[1] / ".venv-tfjs"
-    return Path(os.environ.get("CORNERNET_TFJS_VENV", default))
+    """Where the converter's venv lives (see the module docstring)."""
+    if os.environ.get("CORNERNET_TFJS_VENV"):
+        return Path(os.environ["CORNERNET_TFJS_VENV"])
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "cornernet-tf" / "tfjs-venv"
+
+
+def converter_ready() -> bool:
+    """Whether the converter's venv is installed (no package registry needed to convert)."""
+    root = tool_venv()
+    stamp = root / ".installed"
+    return (root / "bin" / "tensorflowjs_converter").exists() and (
+        stamp.exists() and stamp.read_text() == " ".join(PACKAGES)
+    )
 
 
 def ensure_converter(log=print) -> Path:
@@ -39,9 +51,10 @@ def ensure_converter(log=print) -> Path:
     root = tool_venv()
     converter = root / "bin" / "tensorflowjs_converter"
     stamp = root / ".installed"
-    if converter.exists() and stamp.exists() and stamp.read_text() == " ".join(PACKAGES):
+    if converter_ready():
         return converter
     log(f"creating the TF.js converter venv {root} ({', '.join(PACKAGES)}; once, a few minutes)")
+    root.parent.mkdir(parents=True, exist_ok=True)
     venv.create(root, with_pip=True, clear=True)
     pip = [str(root / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     for command in [pip + ["--upgrade", "pip"]] + [pip + [package] for package in PACKAGES]:
@@ -101,7 +114,7 @@ def name_outputs(model_json: Path) -> None:
     ("Identity_2:0"). The SavedModel's outputs become the nodes Identity, Identity_1, ... in the
     order of their sorted keys (tf.nest's flattening order), which restores the names.
     """
-    from cornernet_tf.export import OUTPUT_KEYS
+    from cornernet_tf.serving import OUTPUT_KEYS
 
     model = json.loads(model_json.read_text())
     outputs = model["signature"]["outputs"]

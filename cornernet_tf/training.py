@@ -23,6 +23,9 @@ from cornernet_tf.config import Config, to_dict
 from cornernet_tf.data import coco_source, make_dataset, tfrecord_source
 from cornernet_tf.model import CornerNet, build_model
 
+# train.precision -> the model's compute precision (mixed: float32 variables, bfloat16 compute)
+TRAIN_PRECISIONS = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
+
 
 class TrainingError(RuntimeError):
     """Training cannot start or go on; the message says why and what to do."""
@@ -69,8 +72,6 @@ def train(
 ) -> CornerNet:
     """Trains the model of `config`; returns it. See the module docstring."""
     distribution = make_strategy(strategy)
-    if config.train.precision == "mixed_bfloat16":
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     chief = _is_chief(distribution)
     out = Path(out) if chief else Path(out) / f".worker_{_task_id(distribution)}"
     checkpoints = out / "checkpoints"
@@ -89,7 +90,7 @@ def train(
     t = config.train
     keras.utils.set_random_seed(t.seed)  # the initial weights (official: torch.manual_seed(317))
     with distribution.scope():
-        model = build_model(config)
+        model = build_model(config, TRAIN_PRECISIONS[t.precision])
         optimizer = keras.optimizers.Adam(learning_rate(config))
         model.compile(optimizer=optimizer, jit_compile=t.jit_compile)
         optimizer.build(model.trainable_variables)

@@ -48,9 +48,26 @@ def official_manifest(model):
     return manifest
 
 
+# scripts/<name>.py -> the command module it runs (scripts/ holds shims of the commands)
+COMMANDS = {
+    "train": "train",
+    "detect": "detect",
+    "evaluate": "evaluate",
+    "export": "export",
+    "convert_weights": "convert",
+    "demo": "demo",
+}
+
+
 def run_script(name: str, *args: str) -> int:
-    """Runs scripts/<name>.py's main(argv) in this process; returns its exit code."""
+    """Runs the command `name` (cornernet_tf.cli) or scripts/<name>.py's main(argv) in this
+    process; returns its exit code."""
+    import importlib
     import importlib.util
+
+    if name in COMMANDS:
+        module = importlib.import_module(f"cornernet_tf.cli.{COMMANDS[name]}")
+        return module.main(list(args))
 
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)

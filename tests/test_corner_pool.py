@@ -4,12 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cornernet_tf.ops import (
-    IMPLEMENTATIONS,
-    corner_pool,
-    get_corner_pool_implementation,
-    set_corner_pool_implementation,
-)
+from cornernet_tf.ops import IMPLEMENTATIONS, corner_pool
 from tests.helpers import load_fixture
 
 DIRECTIONS = ("top", "bottom", "left", "right")
@@ -80,20 +75,22 @@ def test_works_inside_tf_function_and_bfloat16():
     assert half.dtype == tf.bfloat16
 
 
-def test_switch_argument_beats_global_beats_environment(monkeypatch):
-    monkeypatch.setenv("CORNERNET_CORNER_POOL", "scan")
-    assert get_corner_pool_implementation() == "scan"
-    set_corner_pool_implementation("tf")
-    try:
-        assert get_corner_pool_implementation() == "tf"
-        assert get_corner_pool_implementation("scan") == "scan"
-    finally:
-        set_corner_pool_implementation(None)
-    monkeypatch.delenv("CORNERNET_CORNER_POOL")
-    assert get_corner_pool_implementation() == "tf"
+def test_the_implementation_is_an_argument_and_nothing_global_changes_it(monkeypatch):
+    """No environment variable or module setting picks the implementation: the old
+    CORNERNET_CORNER_POOL switch is gone, and a model records its own choice."""
+    import cornernet_tf.ops.corner_pool as module
+    from cornernet_tf.layers import CornerPool
+
+    monkeypatch.setenv("CORNERNET_CORNER_POOL", "fast")  # would fail if it were read
+    x = tf.random.stateless_normal([1, 5, 5, 2], seed=[2, 2])
+    np.testing.assert_array_equal(corner_pool(x, "top"), corner_pool(x, "top", "scan"))
+    assert not any(name.startswith(("set_", "get_")) for name in dir(module))
+    layer = CornerPool("left", implementation="scan")
+    assert CornerPool.from_config(layer.get_config()).implementation == "scan"
+    assert CornerPool("left").implementation == "tf"
 
 
-def test_bad_input_gives_clear_errors(monkeypatch):
+def test_bad_input_gives_clear_errors():
     x = tf.zeros([1, 4, 4, 2])
     with pytest.raises(ValueError, match="direction must be one of"):
         corner_pool(x, "up")
@@ -101,11 +98,8 @@ def test_bad_input_gives_clear_errors(monkeypatch):
         corner_pool(tf.zeros([4, 4]), "top")
     with pytest.raises(TypeError, match="floating-point"):
         corner_pool(tf.zeros([1, 4, 4, 2], tf.int32), "top")
-    with pytest.raises(ValueError, match="implementation argument must be one of"):
+    with pytest.raises(ValueError, match="implementation must be one of"):
         corner_pool(x, "top", implementation="cuda")
-    monkeypatch.setenv("CORNERNET_CORNER_POOL", "fast")
-    with pytest.raises(ValueError, match="CORNERNET_CORNER_POOL"):
-        corner_pool(x, "top")
 
 
 def test_dynamic_sizes_work_in_a_traced_function():
@@ -157,7 +151,7 @@ def test_compiled_op_in_a_traced_function_with_dynamic_sizes():
     x = tf.random.stateless_normal([2, 5, 9, 3], seed=[7, 8])
     np.testing.assert_array_equal(fn(x), corner_pool(x, "top", implementation="scan"))
     graph = fn.get_concrete_function().graph.as_graph_def()
-    assert "CornerPool" in {node.op for node in graph.node}
+    assert "CornerNet>CornerPool" in {node.op for node in graph.node}
 
 
 def test_missing_compiled_op_falls_back_to_tf_with_one_warning(monkeypatch):

@@ -10,8 +10,9 @@ import pytest
 import tensorflow as tf
 
 from cornernet_tf import load_config
-from cornernet_tf.export import OUTPUT_KEYS, export_saved_model
+from cornernet_tf.export import export_saved_model
 from cornernet_tf.inference import Detector
+from cornernet_tf.serving import OUTPUT_KEYS
 from tests.helpers import ROOT, run_script
 
 BIN = Path(sys.executable).parent
@@ -105,7 +106,7 @@ def assert_stock_ops_only(path):
     from tensorflow.python.framework import op_def_registry
 
     ops = {node.op for node in saved_nodes(path)}
-    assert not ops & {"PyFunc", "EagerPyFunc", "PyFuncStateless", "CornerPool"}
+    assert not ops & {"PyFunc", "EagerPyFunc", "PyFuncStateless", "CornerNet>CornerPool"}
     unknown = sorted(op for op in ops if op_def_registry.get(op) is None)
     assert not unknown, f"ops that stock TensorFlow does not have: {unknown}"
 
@@ -231,18 +232,21 @@ def test_hourglass104_exports_and_serves(test_images, tmp_path):
     assert_same(outputs, expected_outputs(detector, images), "encoded")
 
 
-def test_export_uses_the_pure_tf_corner_pool(tiny_weights):
+def test_export_uses_the_pure_tf_corner_pool(tiny_weights, tmp_path):
+    """A model built with another implementation is exported as its "tf" variant (same
+    weights); the model itself is left as it was."""
     from cornernet_tf import build_model
-    from cornernet_tf.export import pure_tf_model
-    from cornernet_tf.ops import corner_pool_implementation, get_corner_pool_implementation
+    from cornernet_tf.optimize import inference_model
 
-    config = load_config(tiny_weights[0], ["model.corner_pool=scan"])
+    config = load_config(tiny_weights[0], ["model.corner_pool=custom"])
     model = build_model(config)
-    copy = pure_tf_model(model, config)
-    assert copy.corner_pool == "tf"
+    copy = inference_model(model, fold=False, corner_pool="tf")
+    assert copy.corner_pool == "tf" and model.corner_pool == "custom"
     for a, b in zip(model.get_weights(), copy.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    before = get_corner_pool_implementation()
-    with corner_pool_implementation("scan"):
-        assert get_corner_pool_implementation() == "scan"
-    assert get_corner_pool_implementation() == before
+    path = export_saved_model(model, config, tmp_path / "m", input_size=159, browser=True)
+    graph = tf.saved_model.load(str(path)).signatures["serve_image"].graph.as_graph_def()
+    ops = {node.op for node in graph.node}
+    ops |= {node.op for f in graph.library.function for node in f.node_def}
+    assert not any(op.startswith("CornerNet>") for op in ops), sorted(ops)
+    assert model.corner_pool == "custom"

@@ -11,8 +11,8 @@ pure-TF implementations get that rule from `tf.maximum`'s own gradient, which se
 first argument: they always pass the running max (the elements met earlier in the scan) first.
 The compiled op implements it directly (a strict > moves the arg-max).
 
-Implementations, picked by `corner_pool(..., implementation=)`, else
-`set_corner_pool_implementation`, else the environment variable CORNERNET_CORNER_POOL, else "tf":
+Implementations, picked by `corner_pool(..., implementation=)` (a model records its choice as the
+`corner_pool` argument of `CornerNet`; there is no process-wide setting):
     "scan": `tf.scan` reference, one step per row/column.
     "tf":   the same scan unrolled into one elementwise max per row/column, each vectorised over
             the batch, the other spatial axis and the channels; the default. In graph mode it is
@@ -21,13 +21,11 @@ Implementations, picked by `corner_pool(..., implementation=)`, else
             CUDA kernel when built with nvcc; float32, float16, bfloat16); when it is not built
             or was built for another TensorFlow, "tf" with a single warning.
     "auto": "custom" when the compiled op is loaded, else "tf", silently.
-SavedModel and TF.js export always trace with "tf".
+SavedModel and TF.js export always use a "tf" variant of the model (`cornernet_tf.variant`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import warnings
 
 import tensorflow as tf
@@ -42,43 +40,11 @@ DIRECTIONS = {
     "left": (2, True),
     "right": (2, False),
 }
-ENV_VAR = "CORNERNET_CORNER_POOL"
-_implementation: str | None = None
 
 
-def set_corner_pool_implementation(name: str | None) -> None:
-    """Sets the process-wide default implementation (None: back to the environment / "tf")."""
-    if name is not None:
-        _check_implementation(name, "set_corner_pool_implementation")
-    global _implementation
-    _implementation = name
-
-
-@contextlib.contextmanager
-def corner_pool_implementation(name: str | None):
-    """`set_corner_pool_implementation(name)` inside a `with` block, the previous setting after."""
-    global _implementation
-    previous = _implementation
-    set_corner_pool_implementation(name)
-    try:
-        yield
-    finally:
-        _implementation = previous
-
-
-def get_corner_pool_implementation(implementation: str | None = None) -> str:
-    """The implementation a call would use: argument, global setting, environment, "tf"."""
-    if implementation is not None:
-        return _check_implementation(implementation, "implementation argument")
-    if _implementation is not None:
-        return _implementation
-    if os.environ.get(ENV_VAR):
-        return _check_implementation(os.environ[ENV_VAR], f"environment variable {ENV_VAR}")
-    return "tf"
-
-
-def corner_pool(x: tf.Tensor, direction: str, implementation: str | None = None) -> tf.Tensor:
-    """Corner-pools the NHWC tensor `x` in `direction`; returns a tensor of x's shape and dtype."""
+def corner_pool(x: tf.Tensor, direction: str, implementation: str = "tf") -> tf.Tensor:
+    """Corner-pools the NHWC tensor `x` in `direction` with `implementation` (one of
+    IMPLEMENTATIONS); returns a tensor of x's shape and dtype."""
     if direction not in DIRECTIONS:
         raise ValueError(
             f"corner_pool: direction must be one of {list(DIRECTIONS)}, got {direction!r}"
@@ -89,7 +55,7 @@ def corner_pool(x: tf.Tensor, direction: str, implementation: str | None = None)
     if not x.dtype.is_floating:
         raise TypeError(f"corner_pool: expected a floating-point tensor, got {x.dtype.name}")
     axis, from_end = DIRECTIONS[direction]
-    name = get_corner_pool_implementation(implementation)
+    name = check_implementation(implementation)
     if name in ("custom", "auto") and x.dtype in custom.DTYPES:
         ops = custom.load()
         if ops is not None:
@@ -112,10 +78,11 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def _check_implementation(name: str, what: str) -> str:
+def check_implementation(name: str) -> str:
+    """`name` if it is one of IMPLEMENTATIONS, else a ValueError naming them."""
     if name not in IMPLEMENTATIONS:
         raise ValueError(
-            f"corner_pool: {what} must be one of {list(IMPLEMENTATIONS)}, got {name!r}"
+            f"corner_pool: implementation must be one of {list(IMPLEMENTATIONS)}, got {name!r}"
         )
     return name
 

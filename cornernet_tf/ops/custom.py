@@ -1,23 +1,29 @@
-"""The compiled CornerPool op (custom_ops/corner_pool, built by `make ops`), when it is there.
+"""The compiled ops (custom_ops/, built by `make ops`), when they are there.
 
-`load()` returns the op module or None; the reason it is missing (not built, built for another
-TensorFlow, failed to load) is in `load_error()`. Its gradient is the CornerPoolGrad op.
+The library registers `CornerNet>CornerPool`, `CornerNet>CornerPoolGrad` (its gradient),
+`CornerNet>WinogradInput` and `CornerNet>WinogradOutput`: namespaced, as TensorFlow's add-on
+ops are, so that they never clash with another library's. `load()` returns them as
+`.corner_pool`, `.corner_pool_grad`, `.winograd_input`, `.winograd_output`, or None; the reason
+they are missing (not built, built for another TensorFlow, failed to load) is in `load_error()`.
 """
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import tensorflow as tf
 
 LIBRARY = Path(__file__).with_name("_custom_ops.so")
 DTYPES = (tf.float32, tf.float16, tf.bfloat16)
+OPS = ("corner_pool", "corner_pool_grad", "winograd_input", "winograd_output")
 _module = None
 _error: str | None = None
 
 
 def load():
-    """The loaded op library (with .corner_pool and .corner_pool_grad), or None."""
+    """The loaded ops (.corner_pool, .corner_pool_grad, .winograd_input, .winograd_output), or
+    None."""
     global _module, _error
     if _module is not None or _error is not None:
         return _module
@@ -32,9 +38,16 @@ def load():
         )
     else:
         try:
-            _module = tf.load_op_library(str(LIBRARY))
+            library = tf.load_op_library(str(LIBRARY))
+            # TensorFlow names the wrappers after the op: "CornerNet>CornerPool" is
+            # corner_net_corner_pool
+            _module = types.SimpleNamespace(
+                **{name: getattr(library, f"corner_net_{name}") for name in OPS}
+            )
         except (tf.errors.NotFoundError, OSError) as error:
             _error = f"{LIBRARY.name} failed to load: {error}"
+        except AttributeError as error:
+            _error = f"{LIBRARY.name} was built from other sources (run `make ops` again): {error}"
     return _module
 
 
@@ -43,6 +56,6 @@ def load_error() -> str | None:
     return _error
 
 
-@tf.RegisterGradient("CornerPool")
+@tf.RegisterGradient("CornerNet>CornerPool")
 def _corner_pool_gradient(op, grad):
     return load().corner_pool_grad(op.inputs[0], grad, direction=op.get_attr("direction"))

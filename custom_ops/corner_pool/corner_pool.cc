@@ -38,7 +38,7 @@ Status SameShapeRank4(InferenceContext* c) {
   return Status();
 }
 
-REGISTER_OP("CornerPool")
+REGISTER_OP("CornerNet>CornerPool")
     .Input("x: T")
     .Output("y: T")
     .Attr("direction: {'top', 'bottom', 'left', 'right'}")
@@ -46,7 +46,7 @@ REGISTER_OP("CornerPool")
     .SetShapeFn(SameShapeRank4)
     .Doc("Corner pooling of an NHWC tensor: a running max from one border (CornerNet).");
 
-REGISTER_OP("CornerPoolGrad")
+REGISTER_OP("CornerNet>CornerPoolGrad")
     .Input("x: T")
     .Input("grad: T")
     .Output("dx: T")
@@ -162,11 +162,13 @@ class CornerPoolCpu : public CornerPoolBase {
   }
 };
 
-#define REGISTER_CPU(T)                                                                       \
-  REGISTER_KERNEL_BUILDER(Name("CornerPool").Device(DEVICE_CPU).TypeConstraint<T>("T"),      \
-                          CornerPoolCpu<T>);                                                  \
-  REGISTER_KERNEL_BUILDER(Name("CornerPoolGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),  \
-                          CornerPoolCpu<T>);
+#define REGISTER_CPU(T)                                                                  \
+  REGISTER_KERNEL_BUILDER(                                                               \
+      Name("CornerNet>CornerPool").Device(DEVICE_CPU).TypeConstraint<T>("T"),            \
+      CornerPoolCpu<T>);                                                                 \
+  REGISTER_KERNEL_BUILDER(                                                               \
+      Name("CornerNet>CornerPoolGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),        \
+      CornerPoolCpu<T>);
 REGISTER_CPU(float);
 REGISTER_CPU(Eigen::half);
 REGISTER_CPU(tensorflow::bfloat16);
@@ -191,10 +193,10 @@ class CornerPoolGpu : public CornerPoolBase {
   }
 };
 
-REGISTER_KERNEL_BUILDER(Name("CornerPool").Device(DEVICE_GPU).TypeConstraint<float>("T"),
-                        CornerPoolGpu);
-REGISTER_KERNEL_BUILDER(Name("CornerPoolGrad").Device(DEVICE_GPU).TypeConstraint<float>("T"),
-                        CornerPoolGpu);
+REGISTER_KERNEL_BUILDER(
+    Name("CornerNet>CornerPool").Device(DEVICE_GPU).TypeConstraint<float>("T"), CornerPoolGpu);
+REGISTER_KERNEL_BUILDER(
+    Name("CornerNet>CornerPoolGrad").Device(DEVICE_GPU).TypeConstraint<float>("T"), CornerPoolGpu);
 #endif  // GOOGLE_CUDA
 
 }  // namespace cornernet

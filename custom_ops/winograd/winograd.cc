@@ -41,7 +41,7 @@ DimensionHandle Tiles(InferenceContext* c, DimensionHandle side) {
   return c->MakeDim((c->Value(side) + 3) / 4);
 }
 
-REGISTER_OP("WinogradInput")
+REGISTER_OP("CornerNet>WinogradInput")
     .Input("x: float")
     .Output("v: float")
     .SetShapeFn([](InferenceContext* c) {
@@ -55,7 +55,7 @@ REGISTER_OP("WinogradInput")
     })
     .Doc("Winograd F(4x4,3x3) input transform of an NHWC tensor: (36, tiles, C).");
 
-REGISTER_OP("WinogradOutput")
+REGISTER_OP("CornerNet>WinogradOutput")
     .Input("m: float")
     .Input("bias: float")
     .Input("x: float")
@@ -250,7 +250,7 @@ class WinogradOutputOp : public OpKernel {
   bool relu_;
 };
 
-REGISTER_KERNEL_BUILDER(Name("WinogradInput").Device(DEVICE_CPU), WinogradInputOp);
-REGISTER_KERNEL_BUILDER(Name("WinogradOutput").Device(DEVICE_CPU), WinogradOutputOp);
+REGISTER_KERNEL_BUILDER(Name("CornerNet>WinogradInput").Device(DEVICE_CPU), WinogradInputOp);
+REGISTER_KERNEL_BUILDER(Name("CornerNet>WinogradOutput").Device(DEVICE_CPU), WinogradOutputOp);
 
 }  // namespace cornernet

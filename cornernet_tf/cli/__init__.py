@@ -1,0 +1,184 @@
+"""The command-line tools, installed as `cornernet-<name>` (pyproject.toml), one module each.
+
+Shared here, so that every command reads the same way:
+    --config C      a YAML file or the name of a packaged config (tiny, hourglass104)
+    key=value ...   config overrides as positional arguments (values parsed as YAML);
+                    `--set key=value ...` is the same
+    --weights W     a .weights.h5 file or a whole model saved as .keras
+    --precision, --winograd   the inference variant (commands that run the network)
+Errors a user can act on end as one line, `error: ...`, and exit code 2; Ctrl-C as
+`interrupted`, exit code 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import re
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+
+# a config override: a dotted key (section.key), "=", a value
+OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+=")
+
+
+class CommandError(Exception):
+    """A command cannot go on; the message says why (file, field, value) and what to do."""
+
+
+def parser(doc: str, *, config_default: str | None = None, inputs: str | None = None):
+    """An ArgumentParser described by the first paragraph of `doc` (the rest is the epilog),
+    with --config and the positional / --set config overrides. `inputs` (a metavar, e.g.
+    "IMAGE"): one or more positional inputs, among which the overrides may stand; `parse` puts
+    them in `args.inputs`."""
+    summary, _, details = doc.strip().partition("\n\n")
+    result = argparse.ArgumentParser(
+        description=summary,
+        epilog=details or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    result.add_argument(
+        "--config",
+        required=config_default is None,
+        default=config_default,
+        help="a YAML config file or a packaged config name (tiny, hourglass104)"
+        + (f"; default {config_default}" if config_default else ""),
+    )
+    if inputs:
+        help = f"{inputs.lower()}s, and config overrides key=value among them"
+        result.add_argument("inputs", nargs="+", metavar=inputs, help=help)
+    else:
+        help = "config overrides, e.g. test.flip=false"
+        result.add_argument("overrides", nargs="*", metavar="key=value", help=help)
+    result.add_argument(
+        "--set",
+        dest="set_overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="key=value",
+        help="config overrides (the same as the positional ones)",
+    )
+    return result
+
+
+def add_weights(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weights", required=True, help="trained weights: a .weights.h5 file or a .keras model"
+    )
+
+
+def add_inference(parser: argparse.ArgumentParser, winograd: bool = True) -> None:
+    """--precision (and --winograd): the network's inference variant."""
+    parser.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16"],
+        help="network compute precision (default: the config's test.precision, float32)",
+    )
+    if winograd:
+        parser.add_argument(
+            "--winograd",
+            action="store_true",
+            help="3x3 convolutions by Winograd F(4x4, 3x3): faster on large models, float32 only",
+        )
+
+
+def parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """Parses `argv`; `args.overrides` then holds every override: positional, --set, and those
+    that --precision / --winograd stand for; `args.inputs` the other positional inputs."""
+    args = parser.parse_intermixed_args(argv)
+    overrides = list(getattr(args, "overrides", []))
+    if hasattr(args, "inputs"):
+        found, args.inputs = split_overrides(args.inputs)
+        overrides += found
+        if not args.inputs:
+            parser.error("no input given, only config overrides")
+    overrides += args.set_overrides
+    for item in overrides:
+        if "=" not in item:
+            parser.error(f"{item!r} is not a config override of the form key=value")
+    if getattr(args, "precision", None):
+        overrides.append(f"test.precision={args.precision}")
+    if getattr(args, "winograd", False):
+        overrides.append("test.winograd=true")
+    args.overrides = overrides
+    return args
+
+
+def split_overrides(items) -> tuple[list[str], list[str]]:
+    """Positional arguments -> (config overrides `section.key=value`, everything else)."""
+    overrides = [item for item in items if OVERRIDE.match(item)]
+    return overrides, [item for item in items if not OVERRIDE.match(item)]
+
+
+def load_config(args):
+    """The config of --config with the overrides (ConfigError names the file, key and value)."""
+    from cornernet_tf.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def load_model(config, weights):
+    """`cornernet_tf.model.load_trained`, with a CommandError naming the file when the weights
+    cannot be read or do not fit the config's model."""
+    from cornernet_tf.model import load_trained
+
+    try:
+        return load_trained(config, weights)
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CommandError(
+            f"{weights}: cannot load these weights into the model of {config.source}: {reason}"
+        ) from None
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions whose message is meant for the user (no traceback)."""
+    from cornernet_tf.checkpoint import CheckpointError
+    from cornernet_tf.config import ConfigError
+    from cornernet_tf.convert import WeightMismatchError
+    from cornernet_tf.data import AnnotationError, DataError
+    from cornernet_tf.images import ImageError
+    from cornernet_tf.tfjs import TfjsError
+    from cornernet_tf.training import TrainingError
+
+    return (
+        CommandError,
+        CheckpointError,
+        ConfigError,
+        WeightMismatchError,
+        AnnotationError,
+        DataError,
+        ImageError,
+        TfjsError,
+        TrainingError,
+    )
+
+
+def command(main):
+    """Wraps a command's main(argv) -> int: user errors print `error: ...` and return 2,
+    Ctrl-C prints `interrupted` and returns 130."""
+
+    @functools.wraps(main)
+    def run(argv=None) -> int:
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            return 130
+        except Exception as error:
+            if isinstance(error, user_errors()):
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+            raise
+
+    return run
+
+
+def folder_size(path) -> int:
+    """Bytes of all files under `path`."""
+    from pathlib import Path
+
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())

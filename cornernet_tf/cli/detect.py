@@ -1,0 +1,71 @@
+"""Detect objects in images and draw them.
+
+    cornernet-detect --config C --weights W IMAGE... --out DIR [--threshold 0.3] \
+        [--precision float32|bfloat16] [--winograd] [key=value ...]
+
+Writes DIR/<image name>.png with boxes, class names and scores drawn, and DIR/detections.json
+({image path: [{"box": [x1, y1, x2, y2], "score", "class", "name"}, ...]}, pixels of the image).
+Files that cannot be read are skipped and listed at the end (exit code 1).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from cornernet_tf import cli
+
+
+@cli.command
+def main(argv=None) -> int:
+    parser = cli.parser(__doc__, inputs="IMAGE")
+    cli.add_weights(parser)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--threshold", type=float, default=0.3, help="min score drawn and listed")
+    cli.add_inference(parser)
+    args = cli.parse(parser, argv)
+    images = args.inputs
+    from tqdm import tqdm
+
+    from cornernet_tf.images import ImageError, read_image
+    from cornernet_tf.inference import Detector
+    from cornernet_tf.visualize import class_name, draw_detections
+
+    config = cli.load_config(args)
+    detector = Detector(cli.load_model(config, args.weights), config)
+    names = config.data.class_names
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results, skipped = {}, []
+    for path in tqdm(images, desc="detecting", unit="image"):
+        try:
+            image = read_image(path)
+        except ImageError as error:
+            skipped.append(str(error))
+            continue
+        dets = detector(image)
+        keep = dets["scores"] >= args.threshold
+        results[str(path)] = [
+            {
+                "box": [round(float(v), 2) for v in box],
+                "score": round(float(score), 4),
+                "class": int(cls),
+                "name": class_name(names, int(cls)),
+            }
+            for box, score, cls in zip(
+                dets["boxes"][keep], dets["scores"][keep], dets["classes"][keep], strict=True
+            )
+        ]
+        picture = draw_detections(
+            image, dets["boxes"], dets["scores"], dets["classes"], names, args.threshold
+        )
+        picture.save(out / f"{Path(path).stem}.png")
+    (out / "detections.json").write_text(json.dumps(results, indent=1))
+    print(f"wrote {len(results)} picture(s) and {out / 'detections.json'}")
+    if skipped:
+        print(f"skipped {len(skipped)} file(s):", file=sys.stderr)
+        for line in skipped:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,131 @@
+"""Export a CornerNet as a SavedModel for TF Serving, and optionally as a TF.js graph model.
+
+    cornernet-export --config C --weights W --out exported/cornernet [--version 1] \
+        [--input-size 511] [--flip | --no-flip] [--precision float32|bfloat16] \
+        [--no-fold-batchnorm] [--tfjs exported/cornernet_tfjs] [--quantize none|float16|uint8] \
+        [--overwrite] [key=value ...]
+
+Writes OUT/VERSION/saved_model.pb + variables/ (the TF Serving layout) with the signatures
+`serving_default` (encoded image bytes) and `serve_image` (uint8 RGB batch); see docs/deployment.md.
+--input-size N gives a fixed N x N network input (the image fitted and centred); without it the
+SavedModel runs the official any-size test procedure. The TF.js model is converted from a
+browser variant of the SavedModel (one image per call, no loop) with a fixed input: --input-size,
+else the config's data.input_size.
+The network is exported with each BatchNorm folded into its convolution (--no-fold-batchnorm:
+as trained) and computing in --precision (default: the config's test.precision). TF.js has no
+bfloat16: with --precision bfloat16 the TF.js model is the float32 variant, and the command says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from cornernet_tf import cli
+
+
+@cli.command
+def main(argv=None) -> int:
+    parser = cli.parser(__doc__)
+    cli.add_weights(parser)
+    parser.add_argument("--out", required=True, help="model folder, e.g. exported/cornernet")
+    parser.add_argument("--version", type=int, default=1, help="version sub-folder (default 1)")
+    parser.add_argument("--input-size", type=int, help="fixed square input side, e.g. 511")
+    parser.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="flip test inside the graph (default: the config's test.flip)",
+    )
+    cli.add_inference(parser, winograd=False)
+    parser.add_argument(
+        "--fold-batchnorm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="merge each BatchNorm into its convolution (default on)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    parser.add_argument("--tfjs", help="also write a TF.js graph model to this folder")
+    parser.add_argument(
+        "--quantize",
+        default="none",
+        choices=["none", "float16", "uint8"],
+        help="TF.js weight quantisation (default none)",
+    )
+    args = cli.parse(parser, argv)
+    target = Path(args.out) / str(args.version)
+    if target.exists() and not args.overwrite:
+        raise cli.CommandError(
+            f"{target} exists (TF Serving may be serving it): pick another --version "
+            "or pass --overwrite"
+        )
+    from cornernet_tf.export import export_saved_model
+    from cornernet_tf.tfjs import TfjsError, convert_to_tfjs
+
+    config = cli.load_config(args)
+    model = cli.load_model(config, args.weights)  # folded and cast by export_saved_model
+    try:
+        # written beside the target, then renamed: TF Serving never sees a half-written version
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as scratch:
+            staged = Path(scratch) / "model"
+            print(
+                f"exporting the SavedModel ({config.test.precision}, BatchNorm "
+                f"{'folded' if args.fold_batchnorm else 'not folded'}) to {target} ..."
+            )
+            export_saved_model(
+                model, config, staged, input_size=args.input_size, flip=args.flip,
+                fold_batchnorm=args.fold_batchnorm,
+            )  # fmt: skip
+            if target.exists():
+                shutil.rmtree(target)
+            staged.rename(target)
+    except ValueError as error:
+        raise cli.CommandError(str(error)) from None
+    print(f"wrote {target} ({cli.folder_size(target) / 1e6:.1f} MB)")
+    print(serving_help(target, Path(args.out).name))
+
+    if args.tfjs:
+        size = args.input_size or max(config.data.input_size)
+        if config.test.precision != "float32":
+            print("note: TF.js has no bfloat16: the TF.js model computes in float32")
+            test = dataclasses.replace(config.test, precision="float32")
+            config = dataclasses.replace(config, test=test)
+        metadata = {
+            "class_names": list(config.data.class_names),
+            "input_size": size,
+            "flip": config.test.flip if args.flip is None else args.flip,
+            "quantize": args.quantize,
+            "weights": str(args.weights),
+        }
+        try:
+            with tempfile.TemporaryDirectory(prefix="cornernet-tfjs-") as scratch:
+                source = export_saved_model(
+                    model, config, Path(scratch) / "browser", input_size=size, flip=args.flip,
+                    browser=True, fold_batchnorm=args.fold_batchnorm,
+                )  # fmt: skip
+                print(f"converting to TF.js ({size}x{size} input) in {args.tfjs} ...")
+                convert_to_tfjs(source, args.tfjs, quantize=args.quantize, metadata=metadata)
+        except (TfjsError, ValueError) as error:  # the SavedModel is written: exit code 1
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.tfjs} ({cli.folder_size(args.tfjs) / 1e6:.1f} MB)")
+        print(f"TF.js:       make web WEB_MODEL={args.tfjs} && make serve-web")
+    return 0
+
+
+def serving_help(path: Path, name: str) -> str:
+    """How to serve the SavedModel: the TF Serving image of this TensorFlow's version."""
+    import tensorflow as tf
+
+    base = path.resolve().parent
+    return (
+        f"TF Serving:  docker run -p 8501:8501 -p 8500:8500 -v {base}:/models/{name} "
+        f"-e MODEL_NAME={name} tensorflow/serving:{tf.__version__}\n"
+        f"  then:      python scripts/serving_client.py --url "
+        f"http://localhost:8501/v1/models/{name}:predict IMAGE.jpg"
+    )
