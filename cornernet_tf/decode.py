@@ -14,7 +14,6 @@ Boxes are in output-map pixels; classes are 0-based (the tl corner's class).
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 
@@ -101,29 +100,3 @@ def _top_corners(heatmap, offset, embedding, k: int, kernel: int) -> dict[str, t
         "embeddings": gather_rows(embedding, position),
         "index": position,
     }
-
-
-class CornerDecoder(keras.layers.Layer):
-    """`decode` as a Keras layer (pure graph ops: it goes into SavedModels and TF.js graphs)."""
-
-    def __init__(self, k=100, kernel=3, ae_threshold=0.5, num_dets=1000, **kwargs):
-        super().__init__(**kwargs)
-        self.k, self.kernel, self.ae_threshold, self.num_dets = k, kernel, ae_threshold, num_dets
-
-    def call(self, outputs):
-        return decode(
-            outputs,
-            k=self.k,
-            kernel=self.kernel,
-            ae_threshold=self.ae_threshold,
-            num_dets=self.num_dets,
-        )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "k": self.k,
-            "kernel": self.kernel,
-            "ae_threshold": self.ae_threshold,
-            "num_dets": self.num_dets,
-        }

@@ -77,22 +77,13 @@ def chromium_ms(dist: Path, image: Path, backend: str | None, repeats: int, scra
 
 def coco_ap(outputs: list[dict], infos: list[dict], annotations: str) -> dict:
     """COCO AP of serving-format outputs (one dict per image, batch 1)."""
-    import numpy as np
-
     from cornernet_tf.evaluate import CocoEvaluator
+    from cornernet_tf.serving import pixel_detections
 
     evaluator = CocoEvaluator(annotations)
     for out, info in zip(outputs, infos, strict=True):
-        count = int(np.asarray(out["num_detections"]).reshape(-1)[0])
-        boxes = np.asarray(out["detection_boxes"]).reshape(-1, 4)[:count]
-        h, w = info["height"], info["width"]
-        ymin, xmin, ymax, xmax = boxes.T
-        evaluator.update(
-            info["id"],
-            np.stack([xmin * w, ymin * h, xmax * w, ymax * h], -1),
-            np.asarray(out["detection_scores"]).reshape(-1)[:count],
-            np.asarray(out["detection_classes"]).reshape(-1)[:count].astype(int) - 1,
-        )
+        dets = pixel_detections(out, 0, info["height"], info["width"])
+        evaluator.update(info["id"], dets["boxes"], dets["scores"], dets["classes"])
     return evaluator.result()
 
 

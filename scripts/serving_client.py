@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cornernet_tf.serving import OUTPUT_KEYS, pixel_detections
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 
 
 def rest_request(images: list[bytes], signature: str = "serving_default") -> dict:
@@ -80,18 +81,6 @@ def send_grpc(target: str, request, timeout: float = 120):
         return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout)
 
 
-def detections(outputs: dict, index: int, height: int, width: int) -> dict[str, np.ndarray]:
-    """Image `index` of the outputs -> boxes (N, 4) [x1, y1, x2, y2] pixels, scores, classes
-    (0-based)."""
-    count = int(outputs["num_detections"][index])
-    ymin, xmin, ymax, xmax = outputs["detection_boxes"][index, :count].T
-    return {
-        "boxes": np.stack([xmin * width, ymin * height, xmax * width, ymax * height], -1),
-        "scores": outputs["detection_scores"][index, :count],
-        "classes": outputs["detection_classes"][index, :count].astype(int) - 1,
-    }
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("images", nargs="+", metavar="IMAGE")
@@ -142,7 +131,7 @@ def main(argv=None) -> int:
     results = {}
     for i, path in enumerate(args.images):
         image = np.asarray(Image.open(path).convert("RGB"))
-        dets = detections(outputs, i, *image.shape[:2])
+        dets = pixel_detections(outputs, i, *image.shape[:2])
         keep = dets["scores"] >= args.threshold
         results[str(path)] = [
             {"box": [round(float(v), 2) for v in box], "score": round(float(score), 4),

@@ -1,8 +1,38 @@
-"""Fixtures shared by several test files."""
+"""Fixtures shared by several test files, and the prerequisites of the test tiers.
+
+Markers (pyproject.toml): slow, e2e, custom_op, web, network. A test whose prerequisite is
+missing is skipped with the reason, which `-ra` prints at the end: custom_op needs the compiled
+ops (`make ops`), web needs Node.js, web/node_modules (`cd web && npm ci`) and Chromium for
+the page tests. `make test` installs and builds all of them and runs every tier.
+"""
+
+import shutil
 
 import pytest
 
 from tests.helpers import ROOT, run_script
+
+
+def missing_prerequisite(item) -> str | None:
+    """Why `item` cannot run here, or None."""
+    if item.get_closest_marker("custom_op"):
+        from cornernet_tf.ops import custom
+
+        if custom.load() is None:
+            return f"the compiled ops are unavailable: {custom.load_error()}"
+    if item.get_closest_marker("web"):
+        if not shutil.which("node"):
+            return "Node.js (node) is not installed"
+        if not (ROOT / "web" / "node_modules" / "@tensorflow" / "tfjs").is_dir():
+            return "web/node_modules is missing (`cd web && npm ci`, or `make test`)"
+        if "chromium" in item.name and not shutil.which("chromium"):
+            return "Chromium is not installed (`make browser`, or `make test`)"
+    return None
+
+
+def pytest_runtest_setup(item):
+    if reason := missing_prerequisite(item):
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -51,15 +81,24 @@ def test_images(shapes, tmp_path_factory):
     return paths
 
 
+def export_tiny(tiny_weights, out, tfjs: bool) -> dict:
+    config, weights = tiny_weights
+    args = ["--config", str(config), "--weights", str(weights), "--input-size", "159"]
+    args += ["--out", str(out / "cornernet")]
+    if tfjs:
+        args += ["--tfjs", str(out / "cornernet_tfjs")]
+    assert run_script("export", *args) == 0
+    return {"saved_model": out / "cornernet" / "1", "tfjs": out / "cornernet_tfjs"}
+
+
 @pytest.fixture(scope="session")
 def exported(tiny_weights, tmp_path_factory):
-    """scripts/export.py on the tiny model: a 159 x 159 SavedModel and its TF.js conversion."""
-    config, weights = tiny_weights
-    out = tmp_path_factory.mktemp("exported")
-    code = run_script(
-        "export", "--config", str(config), "--weights", str(weights),
-        "--out", str(out / "cornernet"), "--input-size", "159",
-        "--tfjs", str(out / "cornernet_tfjs"),
-    )  # fmt: skip
-    assert code == 0
-    return {"saved_model": out / "cornernet" / "1", "tfjs": out / "cornernet_tfjs"}
+    """cornernet-export on the tiny model: a 159 x 159 SavedModel."""
+    return export_tiny(tiny_weights, tmp_path_factory.mktemp("exported"), tfjs=False)
+
+
+@pytest.fixture(scope="session")
+def exported_tfjs(tiny_weights, tmp_path_factory):
+    """cornernet-export on the tiny model with --tfjs: the SavedModel and its TF.js conversion
+    (the converter's venv is created on first use: tests using this are marked network)."""
+    return export_tiny(tiny_weights, tmp_path_factory.mktemp("exported_tfjs"), tfjs=True)

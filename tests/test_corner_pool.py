@@ -109,12 +109,26 @@ def test_dynamic_sizes_work_in_a_traced_function():
     np.testing.assert_array_equal(fn(x), corner_pool(x, "left", implementation="scan"))
 
 
-def test_the_compiled_op_is_built_and_loaded():
+@pytest.mark.custom_op
+def test_the_compiled_library_registers_namespaced_ops():
+    """Its ops carry the CornerNet> namespace (as TF's add-on ops do), so they cannot clash."""
     from cornernet_tf.ops import custom
+    from cornernet_tf.ops.winograd import winograd_conv
 
-    assert custom.load() is not None, f"{custom.load_error()} (`make test` builds it)"
+    @tf.function
+    def run(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = corner_pool(x, "top", implementation="custom")
+        return tape.gradient(y, x), winograd_conv(x, tf.zeros([36, 2, 2]), tf.zeros([2]))
+
+    graph = run.get_concrete_function(tf.TensorSpec([1, 8, 8, 2])).graph.as_graph_def()
+    names = {"CornerNet>CornerPool", "CornerNet>CornerPoolGrad", "CornerNet>WinogradInput"}
+    assert names | {"CornerNet>WinogradOutput"} <= {node.op for node in graph.node}
+    assert set(vars(custom.load())) == set(custom.OPS)
 
 
+@pytest.mark.custom_op
 @pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("dtype", [tf.float32, tf.float16, tf.bfloat16])
 def test_compiled_op_is_bit_identical_to_tf(direction, dtype):
@@ -134,6 +148,7 @@ def test_compiled_op_is_bit_identical_to_tf(direction, dtype):
         )
 
 
+@pytest.mark.custom_op
 def test_compiled_gradient_by_finite_differences():
     x = tf.random.stateless_normal([1, 5, 4, 3], seed=[3, 4], dtype=tf.float32)
     for direction in DIRECTIONS:
@@ -143,6 +158,7 @@ def test_compiled_gradient_by_finite_differences():
         np.testing.assert_allclose(theoretical[0], numerical[0], atol=2e-3)
 
 
+@pytest.mark.custom_op
 def test_compiled_op_in_a_traced_function_with_dynamic_sizes():
     spec = tf.TensorSpec([None, None, None, 3], tf.float32)
     fn = tf.function(
@@ -176,6 +192,7 @@ def test_missing_compiled_op_falls_back_to_tf_with_one_warning(monkeypatch):
         corner_pool(x, "left", implementation="auto")
 
 
+@pytest.mark.custom_op
 def test_compiled_op_checks_rank_at_graph_construction():
     from cornernet_tf.ops import custom
 
@@ -185,6 +202,7 @@ def test_compiled_op_checks_rank_at_graph_construction():
         )
 
 
+@pytest.mark.custom_op
 def test_tiny_model_with_the_compiled_op_equals_the_pure_tf_one():
     import keras
 

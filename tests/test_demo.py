@@ -2,11 +2,14 @@
 
 import json
 
+import pytest
 from PIL import Image
 
 from tests.helpers import run_script
 
 
+@pytest.mark.e2e
+@pytest.mark.network
 def test_demo_trains_evaluates_and_draws(tmp_path, capsys):
     shapes = tmp_path / "shapes"
     assert (

@@ -82,7 +82,7 @@ def test_test_path_is_the_final_stack(converted, reference):
         np.testing.assert_allclose(ours, reference[name][1], atol=1e-4, rtol=1e-4, err_msg=key)
 
 
-@pytest.mark.parametrize("winograd", [False, True])
+@pytest.mark.parametrize("winograd", [False, pytest.param(True, marks=pytest.mark.custom_op)])
 def test_inference_model_matches_the_official_outputs(converted, reference, winograd):
     """What Detector runs: BatchNorm folded, and optionally Winograd F(4x4, 3x3) convolutions
     (measured: max |difference| 1.1e-5 folded, 7.6e-6 with Winograd)."""
