@@ -25,7 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf.config import Config
-from cornernet_tf.targets import encode_corners, output_size
+from cornernet_tf.geometry import output_size
+from cornernet_tf.targets import encode_corners
 
 RANDOM_SCALES = tuple(np.arange(0.6, 1.4, 0.1))  # 0.6 ... 1.3 (1.4 excluded), as the official
 BORDER = 128

@@ -185,7 +185,7 @@ def bench_data(args) -> None:
         json.dumps({"images": images, "annotations": annotations, "categories": categories})
     )
     source = coco_source(folder / "a.json", folder)
-    config = load_config(ROOT / "configs/hourglass104.yaml")
+    config = load_config("hourglass104")
     kb = np.mean([f.stat().st_size for f in folder.glob("*.jpg")]) / 1e3
     print(
         f"\nTraining input pipeline, 511 x 511, 80 classes, 640 x 480 JPEG sources ({kb:.0f} kB "
@@ -261,7 +261,7 @@ def bench_train_step(repeats: int) -> None:
     from cornernet_tf import build_model, load_config
     from cornernet_tf.targets import encode_corners
 
-    config = load_config(ROOT / "configs/hourglass104.yaml")
+    config = load_config("hourglass104")
     images = tf.random.stateless_normal([2, 511, 511, 3], seed=[3, 3])
     one = encode_corners(
         [[50.0, 60.0, 200.0, 220.0]], [3], input_size=(511, 511), output_size=(128, 128)
@@ -269,12 +269,10 @@ def bench_train_step(repeats: int) -> None:
     targets = {k: tf.stack([v, v]) for k, v in one.items()}
     targets["mask"] = tf.cast(targets["mask"], tf.float32)
     steps = {}
-    for policy in ("float32", "mixed_bfloat16"):
-        keras.config.set_dtype_policy(policy)
-        model = build_model(config)
+    for policy, precision in (("float32", "float32"), ("mixed_bfloat16", "bfloat16")):
+        model = build_model(config, precision)
         model.compile(optimizer=keras.optimizers.Adam(2.5e-4), jit_compile=False)
         steps[policy] = tf.function(lambda x, t, model=model: model.train_step((x, t)))
-    keras.config.set_dtype_policy("float32")
     times = {policy: [] for policy in steps}
     for _ in range(max(1, repeats // 2) + 1):  # interleaved; the first round warms up
         for policy, step in steps.items():
@@ -365,7 +363,7 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None) -> Non
     from cornernet_tf.ops import custom
     from cornernet_tf.optimize import bfloat16_slowness, inference_model
 
-    model = build_model(load_config(ROOT / "configs/hourglass104.yaml"))
+    model = build_model(load_config("hourglass104"))
     trained_like_weights(model)
     folded = inference_model(model, "float32")
     bfloat16 = inference_model(model, "bfloat16")
