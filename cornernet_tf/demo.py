@@ -1,11 +1,11 @@
 """The main job on the embedded default (`cornernet-demo`, `make demo`), step by step:
 
-    print_hourglass104_table()           the official Hourglass-104's parameters per part
-    make_shapes(config)                  the synthetic shapes dataset, unless it is there
-    training.train(config, train_dir)    the tiny CornerNet on it
-    evaluate(config, weights, out)       COCO AP on the held-out split, pictures of detections
-    plot_loss(history, path)             the loss curves
-    export(train_dir, weights, folder)   SavedModel for TF Serving and TF.js for the browser
+print_hourglass104_table()           the official Hourglass-104's parameters per part
+make_shapes(config)                  the synthetic shapes dataset, unless it is there
+training.train(config, train_dir)    the tiny CornerNet on it
+evaluate(config, weights, out)       COCO AP on the held-out split, pictures of detections
+plot_loss(history, path)             the loss curves
+export(train_dir, weights, folder)   SavedModel for TF Serving and TF.js for the browser
 """
 
 from __future__ import annotations
@@ -137,5 +137,3 @@ def plot_loss(history: Path, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
-
-

@@ -14,6 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cornernet_tf.data.coco import AnnotationError, load_annotations
+
+__all__ = ["STAT_NAMES", "AnnotationError", "CocoEvaluator", "load_annotations"]
+
 STAT_NAMES = (
     "AP",
     "AP50",
@@ -28,71 +32,6 @@ STAT_NAMES = (
     "ARm",
     "ARl",
 )
-
-
-class AnnotationError(ValueError):
-    """The annotation file cannot be used; the message names the file and what is wrong."""
-
-
-def load_annotations(path: str | Path):
-    """Loads a COCO annotation file with pycocotools, after checking it.
-
-    Annotations with an unknown category id or a malformed box are left out, each with a warning
-    naming the file and the annotation; returns (COCO, list of warnings).
-    """
-    from pycocotools.coco import COCO
-
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as error:
-        raise AnnotationError(
-            f"{path}: cannot read the annotation file ({error.strerror})"
-        ) from None
-    except json.JSONDecodeError as error:
-        raise AnnotationError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise AnnotationError(f"{path}: expected a JSON object with images/annotations/categories")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise AnnotationError(f"{path}: the '{key}' list is missing")
-    if not data["categories"]:
-        raise AnnotationError(f"{path}: 'categories' is empty")
-    categories = {c.get("id") for c in data["categories"]}
-    images = {i.get("id") for i in data["images"]}
-    warnings, kept = [], []
-    for ann in data["annotations"]:
-        problem = _annotation_problem(ann, categories, images)
-        if problem:
-            warnings.append(f"{path}: annotation {ann.get('id', '?')} left out: {problem}")
-        else:
-            kept.append(ann)
-    data["annotations"] = kept
-    coco = COCO()
-    coco.dataset = data
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco, warnings
-
-
-def _annotation_problem(ann: dict, categories: set, images: set) -> str | None:
-    if ann.get("category_id") not in categories:
-        return f"unknown category_id {ann.get('category_id')!r}"
-    if ann.get("image_id") not in images:
-        return f"unknown image_id {ann.get('image_id')!r}"
-    box = ann.get("bbox")
-    if (
-        not isinstance(box, list)
-        or len(box) != 4
-        or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in box)
-    ):
-        return f"bbox must be 4 finite numbers [x, y, w, h], got {box!r}"
-    if box[2] <= 0 or box[3] <= 0:
-        return f"bbox has no area: {box}"
-    if "area" not in ann:
-        ann["area"] = float(box[2] * box[3])
-    ann.setdefault("iscrowd", 0)
-    return None
 
 
 class CocoEvaluator:

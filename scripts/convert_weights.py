@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """`cornernet-convert` from a checkout: see cornernet_tf/cli/convert.py."""
+
 import sys
 
 from cornernet_tf.cli.convert import main

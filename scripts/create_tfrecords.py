@@ -36,8 +36,7 @@ def main(argv=None) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    from cornernet_tf.data import DataError, read_coco
-    from cornernet_tf.evaluate import AnnotationError
+    from cornernet_tf.data import AnnotationError, DataError, read_coco
 
     try:
         records, category_ids, warnings = read_coco(args.annotations, args.images)

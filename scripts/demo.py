@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """`cornernet-demo` from a checkout: see cornernet_tf/cli/demo.py."""
+
 import sys
 
 from cornernet_tf.cli.demo import main

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """`cornernet-detect` from a checkout: see cornernet_tf/cli/detect.py."""
+
 import sys
 
 from cornernet_tf.cli.detect import main

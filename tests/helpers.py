@@ -56,6 +56,7 @@ COMMANDS = {
     "export": "export",
     "convert_weights": "convert",
     "demo": "demo",
+    "make_shapes": "make_shapes",
 }
 
 

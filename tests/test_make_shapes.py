@@ -1,4 +1,4 @@
-"""scripts/make_shapes.py: the synthetic four-shape COCO dataset."""
+"""cornernet-make-shapes (cornernet_tf.shapes): the synthetic four-shape COCO dataset."""
 
 import hashlib
 import json

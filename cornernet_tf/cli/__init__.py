@@ -32,7 +32,8 @@ def parser(doc: str, *, config_default: str | None = None, inputs: str | None = 
     """An ArgumentParser described by the first paragraph of `doc` (the rest is the epilog),
     with --config and the positional / --set config overrides. `inputs` (a metavar, e.g.
     "IMAGE"): one or more positional inputs, among which the overrides may stand; `parse` puts
-    them in `args.inputs`."""
+    them in `args.inputs`. Without inputs, `parse` adds the positional overrides after the
+    command's own positional arguments."""
     summary, _, details = doc.strip().partition("\n\n")
     result = argparse.ArgumentParser(
         description=summary,
@@ -49,9 +50,7 @@ def parser(doc: str, *, config_default: str | None = None, inputs: str | None = 
     if inputs:
         help = f"{inputs.lower()}s, and config overrides key=value among them"
         result.add_argument("inputs", nargs="+", metavar=inputs, help=help)
-    else:
-        help = "config overrides, e.g. test.flip=false"
-        result.add_argument("overrides", nargs="*", metavar="key=value", help=help)
+        result.set_defaults(overrides=[])
     result.add_argument(
         "--set",
         dest="set_overrides",
@@ -88,6 +87,9 @@ def add_inference(parser: argparse.ArgumentParser, winograd: bool = True) -> Non
 def parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
     """Parses `argv`; `args.overrides` then holds every override: positional, --set, and those
     that --precision / --winograd stand for; `args.inputs` the other positional inputs."""
+    if parser.get_default("overrides") is None:  # after the command's own positional arguments
+        help = "config overrides, e.g. test.flip=false"
+        parser.add_argument("overrides", nargs="*", metavar="key=value", help=help)
     args = parser.parse_intermixed_args(argv)
     overrides = list(getattr(args, "overrides", []))
     if hasattr(args, "inputs"):
