@@ -12,6 +12,7 @@ other pickled global is refused. The output (.weights.h5, or a whole model with 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -45,3 +46,7 @@ def main(argv=None) -> int:
     count = sum(math.prod(v.shape) for v in model.trainable_weights)
     print(f"wrote {args.output}: {len(model.weights)} variables, {count:,} trainable parameters")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

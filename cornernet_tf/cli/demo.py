@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -66,3 +67,7 @@ def main(argv=None) -> int:
         f"held-out shapes; pictures in {out}/ (detections.png, loss.png, precision_recall.png)"
     )
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -69,3 +69,7 @@ def main(argv=None) -> int:
             print(f"  {line}", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -95,3 +95,7 @@ def main(argv=None) -> int:
         for line in skipped:
             print(f"  {line}", file=sys.stderr)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

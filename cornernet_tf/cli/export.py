@@ -129,3 +129,7 @@ def serving_help(path: Path, name: str) -> str:
         f"  then:      python scripts/serving_client.py --url "
         f"http://localhost:8501/v1/models/{name}:predict IMAGE.jpg"
     )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,6 +9,7 @@ arguments give byte-identical files.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cornernet_tf import cli
@@ -47,3 +48,7 @@ def main(argv=None) -> int:
     except OSError as error:
         raise cli.CommandError(f"--out {out}: writing failed ({error})") from None
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,6 +18,7 @@ leaves the last good checkpoint as it was.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from cornernet_tf import cli
@@ -44,3 +45,7 @@ def main(argv=None) -> int:
         verbose=0 if args.quiet else 1,
     )
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
