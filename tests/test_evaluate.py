@@ -143,6 +143,7 @@ def tiny_weights(tmp_path_factory):
     return path
 
 
+@pytest.mark.e2e
 def test_evaluate_script_end_to_end(tmp_path, tiny_weights, capsys):
     annotations = write_dataset(tmp_path / "data")
     data = json.loads(annotations.read_text())

@@ -38,6 +38,7 @@ def tiny():
     return model
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("form", ["plain", "folded"])
 def test_saved_model_loads_in_a_fresh_process_with_identical_outputs(tiny, form, tmp_path):
     model = tiny if form == "plain" else variant(tiny, fold=True)

@@ -63,6 +63,7 @@ def quiet_env():
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
+@pytest.mark.e2e
 def test_one_step_on_two_replicas_equals_the_per_half_mean_on_one_device():
     result = subprocess.run(
         [sys.executable, str(ROOT / "tests/scripts/mirrored_step.py"), str(ROOT)],
@@ -79,6 +80,7 @@ def test_one_step_on_two_replicas_equals_the_per_half_mean_on_one_device():
     assert float(values["max_diff"]) <= 1e-6  # measured: bit-identical
 
 
+@pytest.mark.e2e
 def test_kill_minus_9_then_resume_continues_exactly(shapes, tmp_path):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     args = ["--quiet"] + overrides(shapes)
@@ -121,6 +123,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.e2e
 def test_multiworker_two_processes_agree(shapes, tmp_path):
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
@@ -155,6 +158,7 @@ def test_multiworker_two_processes_agree(shapes, tmp_path):
     assert (tmp_path / "mw/config.yaml").exists()
 
 
+@pytest.mark.e2e
 def test_mixed_bfloat16_training_runs(shapes, tmp_path):
     extra = {"train.steps": 2, "train.precision": "mixed_bfloat16", "train.log_images_every": 0}
     run = train(str(tmp_path), "--quiet", *overrides(shapes, **extra))
@@ -165,6 +169,7 @@ def test_mixed_bfloat16_training_runs(shapes, tmp_path):
     assert all(np.isfinite(row["loss"]) for row in history)
 
 
+@pytest.mark.e2e
 def test_xla_train_step_takes_sparse_targets(shapes):
     """jit_compile=True: XLA compiles the network, loss and gradients; the heatmaps (data-
     dependent shapes) are drawn outside it. Same loss as the plain step, and it trains."""
