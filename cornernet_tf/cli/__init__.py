@@ -179,6 +179,14 @@ def command(main):
     return run
 
 
+def print_skipped(skipped: list[str], what: str) -> None:
+    """Lists the inputs a command left out, one reason a line, on stderr."""
+    if skipped:
+        print(f"skipped {len(skipped)} {what}:", file=sys.stderr)
+        for line in skipped:
+            print(f"  {line}", file=sys.stderr)
+
+
 def folder_size(path) -> int:
     """Bytes of all files under `path`."""
     from pathlib import Path

@@ -63,12 +63,8 @@ def main(argv=None) -> int:
         picture.save(out / f"{Path(path).stem}.png")
     (out / "detections.json").write_text(json.dumps(results, indent=1))
     print(f"wrote {len(results)} picture(s) and {out / 'detections.json'}")
-    if skipped:
-        print(f"skipped {len(skipped)} file(s):", file=sys.stderr)
-        for line in skipped:
-            print(f"  {line}", file=sys.stderr)
-        return 1
-    return 0
+    cli.print_skipped(skipped, "file(s)")
+    return 1 if skipped else 0
 
 
 if __name__ == "__main__":

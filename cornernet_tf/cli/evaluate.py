@@ -90,10 +90,7 @@ def main(argv=None) -> int:
             title=f"AP {result['AP']:.3f}, AP50 {result['AP50']:.3f}",
         )
     print(f"\nwrote {out / 'detections.json'} and {out / 'precision_recall.png'}")
-    if skipped:
-        print(f"\nskipped {len(skipped)} image(s):", file=sys.stderr)
-        for line in skipped:
-            print(f"  {line}", file=sys.stderr)
+    cli.print_skipped(skipped, "image(s)")
     return 0
 
 
