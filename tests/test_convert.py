@@ -75,6 +75,7 @@ def test_num_batches_tracked_and_missing_prefix_are_accepted(tiny, tiny_state_di
     load_official_weights(tiny, plain)
 
 
+@pytest.mark.e2e
 def test_script_converts_npz_to_loadable_weights(tiny, tiny_state_dict, tmp_path):
     checkpoint = tmp_path / "tiny.npz"
     np.savez(checkpoint, **tiny_state_dict)

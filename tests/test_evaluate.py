@@ -176,6 +176,7 @@ def test_evaluate_script_end_to_end(tmp_path, tiny_weights, capsys):
     assert (tmp_path / "out/precision_recall.png").stat().st_size > 1000
 
 
+@pytest.mark.e2e
 def test_detect_script_draws_and_lists_skipped(tmp_path, tiny_weights, capsys):
     write_dataset(tmp_path)
     Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(tmp_path / "dot.png")

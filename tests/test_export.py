@@ -15,6 +15,8 @@ from cornernet_tf.inference import Detector
 from cornernet_tf.serving import OUTPUT_KEYS
 from tests.helpers import ROOT, run_script
 
+pytestmark = pytest.mark.e2e  # the tiny model exported as a SavedModel
+
 BIN = Path(sys.executable).parent
 
 
@@ -75,7 +77,6 @@ def test_any_size_saved_model_equals_the_python_pipeline(any_size, test_images, 
     assert_same(outputs, expected, "image")
 
 
-@pytest.mark.e2e
 def test_fixed_size_saved_model_equals_the_python_pipeline(
     exported, tiny_weights, test_images, tmp_path
 ):
@@ -122,7 +123,6 @@ def test_export_layout_and_stock_ops_only(exported, tiny_weights):
     assert not [node for node in saved_nodes(path) if "BatchNorm" in node.op]
 
 
-@pytest.mark.e2e
 def test_bfloat16_export_computes_in_bfloat16(tiny_weights, test_images, tmp_path):
     """--precision bfloat16 without folding: bfloat16 convolutions, stock ops, float32 outputs
     close to the float32 Detector's."""
@@ -147,7 +147,6 @@ def test_bfloat16_export_computes_in_bfloat16(tiny_weights, test_images, tmp_pat
     np.testing.assert_allclose(served["detection_scores"][0, :5], expected["scores"][:5], atol=0.02)
 
 
-@pytest.mark.e2e
 def test_saved_model_cli_show_and_run(exported, test_images, tmp_path):
     path = exported["saved_model"]
     cli = str(BIN / "saved_model_cli")

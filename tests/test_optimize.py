@@ -171,6 +171,7 @@ def test_slowness_warning_says_why(monkeypatch):
         optimize.warn_if_bfloat16_is_emulated()  # once only
 
 
+@pytest.mark.e2e
 def test_detect_script_takes_precision(tmp_path, tiny_weights, test_images, capsys):
     config, weights = tiny_weights
     args = ["--config", str(config), "--weights", str(weights), str(test_images[0])]

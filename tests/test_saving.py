@@ -98,6 +98,7 @@ def test_bad_variants_are_refused():
         CornerNet(num_stacks=1, depth=1, dims=(8, 8), modules=(1, 1), winograd=True)
 
 
+@pytest.mark.e2e
 def test_detect_takes_a_keras_file(tiny_weights, test_images, tmp_path):
     config, weights = tiny_weights
     model = build_model(load_config(config))

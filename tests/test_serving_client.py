@@ -13,6 +13,8 @@ import tensorflow as tf
 
 from tests.helpers import ROOT, run_script
 
+pytestmark = pytest.mark.e2e  # the tiny model exported as a SavedModel
+
 spec = importlib.util.spec_from_file_location("client", ROOT / "scripts" / "serving_client.py")
 client = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(client)

@@ -144,6 +144,7 @@ def test_detector_with_winograd_finds_the_same_boxes(tiny_weights):
     np.testing.assert_allclose(fast["scores"], direct["scores"], atol=1e-4)
 
 
+@pytest.mark.e2e
 def test_detect_script_takes_winograd(tmp_path, tiny_weights, test_images):
     config, weights = tiny_weights
     args = ["--config", str(config), "--weights", str(weights), str(test_images[0])]
