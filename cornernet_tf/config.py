@@ -64,6 +64,10 @@ class DataConfig:
     mean_bgr: tuple[float, float, float] = (0.40789654, 0.44719302, 0.47026115)
     std_bgr: tuple[float, float, float] = (0.28863828, 0.27408164, 0.27809835)
     class_names: tuple[str, ...] = ()  # for drawing; empty: "class 0", "class 1", ...
+    # The category map: the dataset's category id of each class index, ascending (index i is
+    # category_ids[i]). Empty: the training annotation file's ids, or 1..num_classes for
+    # TFRecords; a training run writes the map it used into its config.yaml.
+    category_ids: tuple[int, ...] = ()
     max_objects: int = 128  # boxes per image that get embeddings and offsets
     gaussian_iou: float = 0.3  # heatmap bump radius parameter (official config)
     # Training / validation data: COCO JSON + image folder, or a TFRecord file pattern.
@@ -73,11 +77,18 @@ class DataConfig:
     train_tfrecords: str | None = None
     val_annotations: str | None = None
     val_images: str | None = None
+    val_tfrecords: str | None = None
 
     def validate(self, where: str) -> None:
         if len(self.input_size) != 2 or min(self.input_size) < 1:
             raise ConfigError(
                 f"{where}: data.input_size must be [height, width], got {list(self.input_size)}"
+            )
+        ids = list(self.category_ids)
+        if ids != sorted(set(ids)):
+            raise ConfigError(
+                f"{where}: data.category_ids must be distinct and ascending (class index i is "
+                f"the i-th id), got {ids}"
             )
 
 
@@ -141,11 +152,32 @@ class TrainConfig:
     seed: int = 317
     precision: str = "float32"  # or "mixed_bfloat16"
     jit_compile: bool = False
+    # fine-tuning: start from these weights (.weights.h5, .keras, a training checkpoint or a run
+    # folder); heads whose shapes differ are initialised afresh
+    init_weights: str | None = None
+    freeze_backbone: int = 0  # first steps in which only the corner modules and heads learn
+    eval_every: int = 0  # COCO AP on the validation set every this many steps (0: never)
+    eval_images: int = 500  # at most this many validation images for that AP
+    best_by: str = "loss"  # what best/ keeps: "loss" (validation loss) or "ap" (COCO AP)
 
     def validate(self, where: str) -> None:
-        for key in ("batch_size", "steps", "checkpoint_every", "keep_checkpoints"):
+        for key in ("batch_size", "steps", "checkpoint_every", "keep_checkpoints", "eval_images"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{where}: train.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("eval_every", "freeze_backbone"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{where}: train.{key} must be >= 0, got {getattr(self, key)}")
+        if self.eval_every % self.checkpoint_every:
+            raise ConfigError(
+                f"{where}: train.eval_every ({self.eval_every}) must be a multiple of "
+                f"train.checkpoint_every ({self.checkpoint_every}): AP is computed at checkpoints"
+            )
+        if self.best_by not in ("loss", "ap"):
+            raise ConfigError(f"{where}: train.best_by must be loss or ap, got {self.best_by!r}")
+        if self.best_by == "ap" and not self.eval_every:
+            raise ConfigError(
+                f"{where}: train.best_by ap needs train.eval_every > 0 (how often AP is computed)"
+            )
         if not 0 < self.decay_at <= 1:
             raise ConfigError(f"{where}: train.decay_at must be in (0, 1], got {self.decay_at}")
         if self.precision not in ("float32", "mixed_bfloat16"):
@@ -168,15 +200,22 @@ class Config:
         self.data.validate(self.source)
         self.test.validate(self.source)
         self.train.validate(self.source)
-        names = self.data.class_names
-        if names and len(names) != self.model.num_classes:
-            raise ConfigError(
-                f"{self.source}: data.class_names has {len(names)} names for "
-                f"model.num_classes = {self.model.num_classes}"
-            )
+        for key in ("class_names", "category_ids"):
+            values = getattr(self.data, key)
+            if values and len(values) != self.model.num_classes:
+                raise ConfigError(
+                    f"{self.source}: data.{key} has {len(values)} entries for "
+                    f"model.num_classes = {self.model.num_classes}: {list(values)}"
+                )
         for side in self.data.input_size:
             if problem := input_side_problem(side, self.model.depth):
                 raise ConfigError(f"{self.source}: data.input_size side {problem}")
+
+
+def category_ids(config: Config) -> tuple[int, ...]:
+    """The dataset category id of each class index: data.category_ids, or 1..num_classes (the
+    TF Object Detection API convention) when the config has no map."""
+    return config.data.category_ids or tuple(range(1, config.model.num_classes + 1))
 
 
 PACKAGED = Path(__file__).with_name("configs")

@@ -62,7 +62,7 @@ def evaluate(config, weights: Path, out: Path) -> dict:
     metrics.json, precision_recall.png and detections.png (the first six validation images)."""
     print(f"\n== COCO evaluation on {config.data.val_annotations}")
     detector = Detector(load_trained(config, weights), config)
-    evaluator = CocoEvaluator(config.data.val_annotations)
+    evaluator = CocoEvaluator(config.data.val_annotations, config.data.category_ids)
     pictures = []
     images = sorted(evaluator.coco.imgs.values(), key=lambda info: info["id"])
     for info in tqdm(images, desc="evaluating", unit="image"):

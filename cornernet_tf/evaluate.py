@@ -16,7 +16,13 @@ import numpy as np
 
 from cornernet_tf.data.coco import AnnotationError, load_annotations
 
-__all__ = ["STAT_NAMES", "AnnotationError", "CocoEvaluator", "load_annotations"]
+__all__ = [
+    "STAT_NAMES",
+    "AnnotationError",
+    "CocoEvaluator",
+    "evaluate_examples",
+    "load_annotations",
+]
 
 STAT_NAMES = (
     "AP",
@@ -37,14 +43,24 @@ STAT_NAMES = (
 class CocoEvaluator:
     """Accumulates detections per image and scores them with COCOeval (bbox)."""
 
-    def __init__(self, annotations):
-        """annotations: a path to a COCO JSON file, or a pycocotools COCO object."""
+    def __init__(self, annotations, category_ids=()):
+        """annotations: a path to a COCO JSON file, or a pycocotools COCO object.
+        category_ids: the model's category map (class index i is category_ids[i]); empty: the
+        file's category ids in ascending order."""
         if isinstance(annotations, (str, Path)):
             self.coco, self.warnings = load_annotations(annotations)
         else:
             self.coco, self.warnings = annotations, []
-        self.category_ids = sorted(self.coco.getCatIds())
-        self.class_names = [self.coco.cats[c]["name"] for c in self.category_ids]
+        self.category_ids = list(category_ids) or sorted(self.coco.getCatIds())
+        unknown = [c for c in self.category_ids if c not in self.coco.cats]
+        if unknown:
+            self.warnings.append(
+                f"category ids {unknown} of the model are not among the annotations' categories "
+                f"{sorted(self.coco.getCatIds())}: their detections are not scored"
+            )
+        self.class_names = [
+            self.coco.cats[c]["name"] if c in self.coco.cats else str(c) for c in self.category_ids
+        ]
         self.reset()
 
     def reset(self) -> None:
@@ -95,8 +111,11 @@ class CocoEvaluator:
         }
         precision = coco_eval.eval["precision"][:, :, :, 0, -1]  # IoU x recall x class, all areas
         per_class = {}
-        for k, name in enumerate(self.class_names):
-            values = precision[:, :, k]
+        position = {c: k for k, c in enumerate(coco_eval.params.catIds)}
+        for cid, name in zip(self.category_ids, self.class_names, strict=True):
+            if cid not in position:
+                continue
+            values = precision[:, :, position[cid]]
             values = values[values > -1]
             per_class[name] = float(values.mean()) if values.size else float("nan")
         return {**stats, "per_class": per_class}
@@ -118,3 +137,40 @@ class CocoEvaluator:
             "iou75": per_iou[5],
             "mean": np.nanmean(per_iou, axis=0),
         }
+
+
+def evaluate_examples(detect, examples, category_ids, class_names) -> dict:
+    """COCO AP of `detect` (an (H, W, 3) uint8 RGB image -> dict of boxes, scores, classes) on
+    `examples`, an iterable of {image, boxes (N, 4) xyxy pixels, classes (N,) indices}: the
+    examples become the ground truth (category ids by the map `category_ids`). Returns
+    `CocoEvaluator.result()`."""
+    from pycocotools.coco import COCO
+
+    images, annotations = [], []
+    categories = [{"id": int(c), "name": n} for c, n in zip(category_ids, class_names, strict=True)]
+    coco = COCO()
+    detections = []
+    for k, example in enumerate(examples, start=1):
+        image = np.asarray(example["image"])
+        images.append({"id": k, "height": image.shape[0], "width": image.shape[1]})
+        boxes, classes = np.asarray(example["boxes"]), np.asarray(example["classes"])
+        for box, cls in zip(boxes, classes, strict=True):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": k,
+                    "category_id": int(category_ids[int(cls)]),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
+        detections.append((k, detect(image)))
+    coco.dataset = {"images": images, "annotations": annotations, "categories": categories}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    evaluator = CocoEvaluator(coco, category_ids)
+    for k, dets in detections:
+        evaluator.update(k, dets["boxes"], dets["scores"], dets["classes"])
+    return evaluator.result()

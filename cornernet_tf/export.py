@@ -1,7 +1,8 @@
 """SavedModel export for TF Serving (and, from it, the TF.js graph model).
 
 Signatures (outputs as TF's object-detection API: boxes normalised [ymin, xmin, ymax, xmax] of
-the original image, classes 1-based float32, padded to `max_detections` with zeros):
+the original image, classes the dataset's category ids (the config's category map, 1..N
+without one) as float32, padded to `max_detections` with zeros):
 
     serving_default: images  tf.string [B], encoded JPEG / PNG / GIF / BMP, any sizes
     serve_image:     images  tf.uint8 [B, H, W, 3], RGB
@@ -23,7 +24,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from cornernet_tf.config import Config
+from cornernet_tf.config import Config, category_ids
 from cornernet_tf.inference import detect_image
 from cornernet_tf.optimize import inference_model
 
@@ -31,12 +32,19 @@ from cornernet_tf.optimize import inference_model
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")
 
 
-def serving_outputs(dets: dict, height, width, max_detections: int) -> dict[str, tf.Tensor]:
-    """detect_image's output for one image -> the padded, normalised serving outputs."""
+def serving_outputs(
+    dets: dict, height, width, max_detections: int, category_ids=None
+) -> dict[str, tf.Tensor]:
+    """detect_image's output for one image -> the padded, normalised serving outputs; classes
+    become category ids by `category_ids` (None: index + 1)."""
     x1, y1, x2, y2 = tf.unstack(dets["boxes"], axis=-1)
     h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
     count = tf.shape(dets["scores"])[0]
     pad = [[0, max_detections - count]]
+    if category_ids is None:
+        ids = dets["classes"] + 1
+    else:
+        ids = tf.gather(tf.constant(list(category_ids), tf.int32), dets["classes"])
 
     def padded(value):
         return tf.pad(value, pad + [[0, 0]] * (value.shape.rank - 1))
@@ -44,7 +52,7 @@ def serving_outputs(dets: dict, height, width, max_detections: int) -> dict[str,
     return {
         "detection_boxes": padded(tf.stack([y1 / h, x1 / w, y2 / h, x2 / w], -1)),
         "detection_scores": padded(dets["scores"]),
-        "detection_classes": padded(tf.cast(dets["classes"] + 1, tf.float32)),
+        "detection_classes": padded(tf.cast(ids, tf.float32)),
         "num_detections": tf.cast(count, tf.float32),
     }
 
@@ -129,7 +137,8 @@ def serving_functions(
         with tf.control_dependencies([check]):
             image = tf.identity(image)
         dets = detect_image(model, image, config, input_size)
-        return serving_outputs(dets, tf.shape(image)[0], tf.shape(image)[1], limit)
+        height, width = tf.shape(image)[0], tf.shape(image)[1]
+        return serving_outputs(dets, height, width, limit, category_ids(config))
 
     def serve_image(images):
         images = checked_batch(images, [None, None, None, 3], "a batch of RGB images")

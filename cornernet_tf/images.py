@@ -12,15 +12,16 @@ class ImageError(ValueError):
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Reads an image file as (H, W, 3) uint8 RGB. Grayscale, palette and RGBA images are
-    converted (alpha dropped); anything that is not an image raises ImageError naming the file."""
-    from PIL import Image, UnidentifiedImageError
+    """Reads an image file as (H, W, 3) uint8 RGB, upright (the EXIF orientation of a photo is
+    applied, as in training). Grayscale, palette and RGBA images are converted (alpha dropped);
+    anything that is not an image raises ImageError naming the file."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as image:
             image.load()
-            rgb = image.convert("RGB")
+            rgb = ImageOps.exif_transpose(image).convert("RGB")
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:

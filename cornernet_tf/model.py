@@ -20,7 +20,9 @@ Variants are constructor arguments, kept by `get_config` (so `model.save("m.kera
                   outputs are float32 in both;
     with_bn       False: the BatchNorm-folded form (`cornernet_tf.optimize`), inference only;
     winograd      3x3 stride-1 convolutions by Winograd F(4x4, 3x3) (folded float32 only);
-    pull_weight, push_weight, offset_weight   the loss weights of the train step.
+    pull_weight, push_weight, offset_weight   the loss weights of the train step;
+    freeze_backbone_steps   the first train steps in which only the corner modules and heads
+                  learn (fine-tuning).
 `cornernet_tf.optimize.variant(model, ...)` makes another variant with the same weights.
 """
 
@@ -65,6 +67,7 @@ class CornerNet(keras.Model):
         pull_weight: float = 0.1,
         push_weight: float = 0.1,
         offset_weight: float = 1.0,
+        freeze_backbone_steps: int = 0,
         name: str = "cornernet",
         **kwargs,
     ):
@@ -81,6 +84,7 @@ class CornerNet(keras.Model):
             "push_weight": push_weight,
             "offset_weight": offset_weight,
         }
+        self.freeze_backbone_steps = freeze_backbone_steps
         curr = dims[0]
         stacks = range(num_stacks)
         bn = {"with_bn": with_bn, "winograd": winograd, "dtype": self.dtype_policy}
@@ -189,6 +193,8 @@ class CornerNet(keras.Model):
     def train_step(self, data):
         images, targets = data
         terms, gradients = self._gradients(images, self.with_heatmaps(images, targets))
+        if self.freeze_backbone_steps:
+            gradients = self._freeze_backbone(gradients)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
         return self._track(terms)
 
@@ -198,6 +204,16 @@ class CornerNet(keras.Model):
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(terms["loss"] / replicas)
         return terms, tape.gradient(scaled, self.trainable_variables)
+
+    def _freeze_backbone(self, gradients):
+        """Zero gradients for the backbone (stem, hourglasses and what joins them) during the
+        first freeze_backbone_steps steps: Adam then leaves those weights exactly as they are,
+        and only the corner modules and heads learn. BatchNorm statistics still update."""
+        learning = self.optimizer.iterations >= self.freeze_backbone_steps
+        return [
+            g * keras.ops.cast(learning, g.dtype) if not is_head(v.path) else g
+            for g, v in zip(gradients, self.trainable_variables, strict=True)
+        ]
 
     def test_step(self, data):
         images, targets = data
@@ -260,8 +276,15 @@ class CornerNet(keras.Model):
             "with_bn": self.with_bn,
             "winograd": self.winograd,
             **self.loss_weights,
+            "freeze_backbone_steps": self.freeze_backbone_steps,
             "name": self.name,
         }
+
+
+def is_head(path: str) -> bool:
+    """Does the variable at `path` belong to a corner module or a head (tl_*, br_*), rather
+    than to the backbone?"""
+    return path.split("/")[1].startswith(("tl_", "br_"))
 
 
 def _check_variant(corner_pool: str, precision: str, with_bn: bool, winograd: bool) -> None:
@@ -313,6 +336,7 @@ def build_model(config: Config, precision: str = "float32") -> CornerNet:
         pull_weight=t.pull_weight,
         push_weight=t.push_weight,
         offset_weight=t.offset_weight,
+        freeze_backbone_steps=t.freeze_backbone,
     )
     model.build()
     return model
@@ -320,13 +344,34 @@ def build_model(config: Config, precision: str = "float32") -> CornerNet:
 
 # the constructor arguments that make the architecture (the rest are variants and loss weights)
 ARCHITECTURE = ("num_stacks", "depth", "dims", "modules", "stem_dim", "cnv_dim", "pool_dim")
+# the weights a training run writes, in the order a run folder given as weights is read
+RUN_WEIGHTS = ("best.weights.h5", "final.weights.h5")
+
+
+def resolve_weights(path) -> str:
+    """`path`, or for a training run's folder its best weights, else its final weights.
+    Raises ValueError naming the folder when it holds neither."""
+    from pathlib import Path
+
+    folder = Path(path)
+    if not folder.is_dir():
+        return str(path)
+    for name in RUN_WEIGHTS:
+        if (folder / name).is_file():
+            return str(folder / name)
+    raise ValueError(
+        f"{folder}: a folder without {' or '.join(RUN_WEIGHTS)}: a training run writes "
+        "best.weights.h5 when it first validates and final.weights.h5 when it ends (its "
+        "checkpoints/ are for --resume and --init-weights)"
+    )
 
 
 def load_trained(config: Config, weights) -> CornerNet:
     """A trained CornerNet from `weights`: a `.weights.h5` file (loaded into `build_model(config)`)
     or a whole model saved as `.keras`, whose architecture and class count must then be those of
-    `config.model`. Raises ValueError naming the file when it does not fit."""
-    path = str(weights)
+    `config.model`, or a training run's folder (`resolve_weights`). Raises ValueError naming the
+    file when it does not fit."""
+    path = resolve_weights(weights)
     if path.endswith(".keras"):
         model = keras.saving.load_model(path, compile=False)
         if not isinstance(model, CornerNet):

@@ -2,7 +2,8 @@
 
     detection_boxes   (B, N, 4) float32 [ymin, xmin, ymax, xmax], normalised to the image
     detection_scores  (B, N) float32, sorted
-    detection_classes (B, N) float32, 1-based
+    detection_classes (B, N) float32, the dataset's category ids (data.category_ids; 1..N
+                      when the config has no map)
     num_detections    (B,) float32: the first num_detections rows are real, the rest zeros
 NumPy only: a client needs no TensorFlow for this.
 """
@@ -14,10 +15,13 @@ import numpy as np
 OUTPUT_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 
 
-def pixel_detections(outputs: dict, index: int, height: int, width: int) -> dict[str, np.ndarray]:
+def pixel_detections(
+    outputs: dict, index: int, height: int, width: int, category_ids=()
+) -> dict[str, np.ndarray]:
     """Image `index` of serving outputs (array-likes, batch first; flat lists as TF.js gives
     them are reshaped) -> boxes (M, 4) [x1, y1, x2, y2] in pixels of that height x width image,
-    scores (M,), classes (M,) int 0-based: what `Detector` returns."""
+    scores (M,), classes (M,) int 0-based by the category map `category_ids` (empty: the ids
+    are 1..N): what `Detector` returns."""
     counts = np.asarray(outputs["num_detections"]).reshape(-1)
     batch = len(counts)
     count = int(counts[index])
@@ -28,5 +32,14 @@ def pixel_detections(outputs: dict, index: int, height: int, width: int) -> dict
     return {
         "boxes": np.stack([xmin * width, ymin * height, xmax * width, ymax * height], -1),
         "scores": scores[index, :count],
-        "classes": classes[index, :count].astype(int) - 1,
+        "classes": class_indices(classes[index, :count], category_ids),
     }
+
+
+def class_indices(ids, category_ids=()) -> np.ndarray:
+    """Category ids -> 0-based class indices by the map `category_ids` (ascending; empty: the
+    ids are 1..N)."""
+    ids = np.asarray(ids).astype(int)
+    if not len(category_ids):
+        return ids - 1
+    return np.searchsorted(np.asarray(category_ids), ids)

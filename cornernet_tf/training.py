@@ -1,8 +1,12 @@
 """Training: strategy, data, optimiser, checkpoints and logs around `CornerNet.train_step`.
 
-`train(config, out)` runs keras `fit` in chunks of `train.checkpoint_every` steps; after each
-chunk it saves a checkpoint (TF writes it under a temporary name and renames it), computes the
-validation loss and keeps the best checkpoint. `resume=True` restores the last checkpoint and
+`train(config, out)` checks the data (`sources`), writes out/config.yaml with the category map
+it uses, optionally starts from other weights (`train.init_weights`, `cornernet_tf.finetune`),
+then runs keras `fit` in chunks of `train.checkpoint_every` steps. After each chunk it saves a
+checkpoint (TF writes it under a temporary name and renames it), computes the validation loss,
+every `train.eval_every` steps the COCO AP of the official test procedure, and keeps the best
+model by `train.best_by` (best/ checkpoint, best.weights.h5, best.keras; the best score is kept
+in best/score.json, so it survives a resume). `resume=True` restores the last checkpoint and
 skips exactly the examples already seen, so the data order and augmentation go on unchanged. An
 interrupted run (checkpoints but no final weights) is resumed automatically, as Keras's
 BackupAndRestore does; a finished one is refused unless `resume` is set.
@@ -10,6 +14,7 @@ BackupAndRestore does; a finished one is refused unless `resume` is set.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -19,8 +24,8 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from cornernet_tf.config import Config, to_dict
-from cornernet_tf.data import coco_source, make_dataset, tfrecord_source
+from cornernet_tf.config import Config, category_ids, to_dict
+from cornernet_tf.data import DataError, coco_source, make_dataset, tfrecord_source
 from cornernet_tf.model import CornerNet, build_model
 
 # train.precision -> the model's compute precision (mixed: float32 variables, bfloat16 compute)
@@ -41,21 +46,52 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def sources(config: Config):
-    """(train source, validation source or None) from the data section of the config."""
+    """(config with its category map and class names filled in, train source, validation
+    source or None), from the data section of the config, every record checked (DataError)."""
     data = config.data
     if data.train_tfrecords:
-        train = tfrecord_source(data.train_tfrecords)
+        ids = category_ids(config)
+        train = tfrecord_source(data.train_tfrecords, ids)
+        names = data.class_names
+        where = f"the category map {list(ids)}"
     elif data.train_annotations and data.train_images:
-        train = coco_source(data.train_annotations, data.train_images)
+        train = coco_source(data.train_annotations, data.train_images, data.category_ids)
+        ids, names = train.category_ids, data.class_names or train.class_names
+        where = "data.category_ids" if data.category_ids else f"{data.train_annotations}"
     else:
         raise TrainingError(
             f"{config.source}: no training data: set data.train_annotations and "
             "data.train_images (COCO JSON + folder) or data.train_tfrecords"
         )
+    if len(ids) != config.model.num_classes:
+        raise DataError(
+            f"{config.source}: model.num_classes is {config.model.num_classes}, but {where} has "
+            f"{len(ids)} categories (ids {list(ids)}): set model.num_classes={len(ids)}"
+        )
+    data = dataclasses.replace(data, category_ids=tuple(ids), class_names=tuple(names))
+    config = dataclasses.replace(config, data=data)
     val = None
-    if data.val_annotations and data.val_images:
-        val = coco_source(data.val_annotations, data.val_images)
-    return train, val
+    if data.val_tfrecords:
+        val = tfrecord_source(data.val_tfrecords, ids)
+    elif data.val_annotations and data.val_images:
+        val = coco_source(data.val_annotations, data.val_images, ids)
+    return config, train, val
+
+
+def report(sources, out: Path, shown: int = 10) -> None:
+    """Prints what the data checks found (a summary line per source and the first `shown`
+    warnings) and writes every warning to out/data_warnings.txt."""
+    warnings = [w for source in sources if source for w in source.warnings]
+    for source in sources:
+        if source:
+            print(f"data: {source.summary}")
+    for warning in warnings[:shown]:
+        print(f"warning: {warning}")
+    if warnings:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "data_warnings.txt").write_text("".join(w + "\n" for w in warnings))
+        more = f" ({len(warnings) - shown} more)" if len(warnings) > shown else ""
+        print(f"{len(warnings)} warnings{more}: all in {out / 'data_warnings.txt'}")
 
 
 def learning_rate(config: Config):
@@ -83,14 +119,18 @@ def train(
             )
         print(f"{out} holds an interrupted run: resuming it (as BackupAndRestore would)")
         resume = True
-    train_source, val_source = sources(config)
-    for warning in train_source.warnings + (val_source.warnings if val_source else []):
-        print(f"warning: {warning}")
+    config, train_source, val_source = sources(config)
+    report([train_source, val_source], out)
+    if chief:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
 
     t = config.train
     keras.utils.set_random_seed(t.seed)  # the initial weights (official: torch.manual_seed(317))
     with distribution.scope():
         model = build_model(config, TRAIN_PRECISIONS[t.precision])
+        if t.init_weights and not resume:
+            start_from(model, t.init_weights, config)
         optimizer = keras.optimizers.Adam(learning_rate(config))
         model.compile(optimizer=optimizer, jit_compile=t.jit_compile)
         optimizer.build(model.trainable_variables)
@@ -120,7 +160,7 @@ def train(
         val = val.take(t.validation_batches).cache()
         val_steps = sum(1 for _ in val)
         val = val.repeat()  # fit reads exactly val_steps batches each time
-    logger = TrainingLog(out / "logs", manager, best, config, val)
+    logger = TrainingLog(out, manager, best, config, val, val_source)
     callbacks = [logger, keras.callbacks.TensorBoard(out / "logs", update_freq=100)]
     per_chunk = t.checkpoint_every
     chunks = math.ceil(t.steps / per_chunk)
@@ -139,11 +179,34 @@ def train(
     if logger.stopped:
         raise TrainingError(logger.stopped)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_weights(str(out / "final.weights.h5"))  # every worker: saving is collective
+    save_model(model, out, "final")  # every worker: saving is collective
     if chief:
-        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-        print(f"wrote {out / 'final.weights.h5'} and {out / 'config.yaml'}")
+        print(f"wrote {out / 'final.weights.h5'}, {out / 'final.keras'} and {out / 'config.yaml'}")
     return model
+
+
+def start_from(model: CornerNet, path: str, config: Config) -> None:
+    """train.init_weights: loads `path` (`cornernet_tf.finetune.init_weights`), printing the
+    layers initialised afresh; TrainingError when the file does not fit."""
+    from cornernet_tf.finetune import init_weights
+
+    try:
+        fresh = init_weights(model, path, config.source)
+    except ValueError as error:
+        raise TrainingError(f"train.init_weights: {error}") from None
+    print(f"started from {path}" + (": initialised afresh (shapes differ):" if fresh else ""))
+    for line in fresh:
+        print(f"  {line}")
+
+
+def save_model(model: CornerNet, out: Path, stem: str) -> None:
+    """out/<stem>.weights.h5 and out/<stem>.keras (the model alone, without the optimizer)."""
+    model.save_weights(str(out / f"{stem}.weights.h5"))
+    plain = CornerNet.from_config(model.get_config())
+    plain.build()
+    for target, source in zip(plain.weights, model.weights, strict=True):
+        target.assign(source)
+    plain.save(str(out / f"{stem}.keras"))
 
 
 def make_checkpoint(model, optimizer) -> tf.train.Checkpoint:
@@ -170,17 +233,29 @@ def _task_id(distribution) -> int:
 
 
 class TrainingLog(keras.callbacks.Callback):
-    """Checkpoints after each chunk, the best one by validation loss, NaN guard, lr and images."""
+    """Checkpoints after each chunk, validation loss and AP, the best model by train.best_by,
+    NaN guard, learning rate and images."""
 
-    def __init__(self, log_dir, manager, best, config: Config, val):
+    def __init__(self, out: Path, manager, best, config: Config, val, val_source=None):
         super().__init__()
-        self.manager, self.best, self.config, self.val = manager, best, config, val
-        self.best_loss = np.inf
+        self.out, self.manager, self.best, self.config = Path(out), manager, best, config
+        self.val, self.val_source = val, val_source
+        self.score_path = self.out / "best" / "score.json"
+        self.best_score = self._saved_score()
         self.stopped = ""
+        log_dir = self.out / "logs"
         self.writer = tf.summary.create_file_writer(str(log_dir / "images"))
         self.images_every = config.train.log_images_every
-        self.history_path = Path(log_dir) / "history.jsonl"
+        self.history_path = log_dir / "history.jsonl"
         self.history: list[dict] = []
+
+    def _saved_score(self) -> float:
+        """The best score of this run so far (resume), or the worst possible."""
+        if self.score_path.exists():
+            saved = json.loads(self.score_path.read_text())
+            if saved.get("by") == self.config.train.best_by:
+                return float(saved["value"])
+        return -np.inf if self.config.train.best_by == "ap" else np.inf
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
@@ -200,21 +275,46 @@ class TrainingLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.stopped:
             return
-        logs = logs or {}
+        logs = {k: float(v) for k, v in (logs or {}).items()}
         step = int(self.model.optimizer.iterations.numpy())
         self.manager.save(checkpoint_number=step)
+        t = self.config.train
         with self.writer.as_default(step=step):
             lr = self.model.optimizer.learning_rate
             tf.summary.scalar("learning_rate", float(lr(step) if callable(lr) else lr))
+            if t.eval_every and step % t.eval_every == 0 and self.val_source is not None:
+                ap = self.evaluate()
+                logs.update(ap)
+                for name, value in ap.items():
+                    tf.summary.scalar(f"validation/{name}", value)
+                print(f"\nstep {step}: validation AP {ap['AP']:.4f}, AP50 {ap['AP50']:.4f}")
         Path(self.history_path).parent.mkdir(parents=True, exist_ok=True)
         with open(self.history_path, "a") as history:  # running means within each chunk
-            for row in self.history + [{"step": step, **{k: float(v) for k, v in logs.items()}}]:
+            for row in self.history + [{"step": step, **logs}]:
                 history.write(json.dumps(row) + "\n")
         self.history = []
-        val_loss = logs.get("val_loss")
-        if val_loss is not None and val_loss < self.best_loss:
-            self.best_loss = float(val_loss)
+        score = logs.get("AP" if t.best_by == "ap" else "val_loss")
+        better = t.best_by == "ap" and score is not None and score > self.best_score
+        better |= t.best_by == "loss" and score is not None and score < self.best_score
+        if better:
+            self.best_score = score
             self.best.save(checkpoint_number=step)
+            save_model(self.model, self.out, "best")
+            self.score_path.write_text(json.dumps({"by": t.best_by, "value": score, "step": step}))
+
+    def evaluate(self) -> dict:
+        """COCO AP and AP50 of the model now, with the official test procedure, on the first
+        train.eval_images validation images."""
+        from cornernet_tf.evaluate import evaluate_examples
+        from cornernet_tf.inference import Detector
+
+        source, data = self.val_source, self.config.data
+        detector = Detector(self.model, self.config)
+        examples = source.items.take(self.config.train.eval_images).map(source.load)
+        result = evaluate_examples(
+            detector, examples.as_numpy_iterator(), data.category_ids, data.class_names
+        )
+        return {"AP": result["AP"], "AP50": result["AP50"]}
 
     def _log_images(self, step: int) -> None:
         if self.val is None:

@@ -6,14 +6,14 @@
 Writes PREFIX-00000-of-00008.tfrecord ...; each example has the usual object-detection keys:
 image/encoded (the file's bytes, unchanged), image/height, image/width, image/filename,
 image/source_id, image/object/bbox/{xmin,ymin,xmax,ymax} (normalised to [0, 1]),
-image/object/class/label (1-based: index in the sorted category ids + 1) and
-image/object/class/text. Train with data.train_tfrecords='PREFIX-*.tfrecord'.
+image/object/class/label (the annotation file's category ids, as the TF Object Detection API
+writes them) and image/object/class/text. Train with data.train_tfrecords='PREFIX-*.tfrecord'
+and data.category_ids set to the file's ids (not needed when they are 1..num_classes).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -32,6 +32,7 @@ def main(argv=None) -> int:
         print("error: --shards must be >= 1", file=sys.stderr)
         return 2
 
+    import numpy as np
     import tensorflow as tf
     from PIL import Image
     from tqdm import tqdm
@@ -39,15 +40,14 @@ def main(argv=None) -> int:
     from cornernet_tf.data import AnnotationError, DataError, read_coco
 
     try:
-        records, category_ids, warnings = read_coco(args.annotations, args.images)
+        coco = read_coco(args.annotations, args.images)
     except (AnnotationError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for warning in warnings:
+    for warning in coco.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    categories = json.loads(Path(args.annotations).read_text())["categories"]
-    by_id = {c["id"]: c.get("name", str(c["id"])) for c in categories}
-    names = {i: by_id[cid] for i, cid in enumerate(category_ids)}
+    records, ids, names = coco.records, np.array(coco.category_ids), coco.class_names
+    source_ids = {r[0]: image_id for image_id, r in zip(coco.image_ids, records, strict=True)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     paths = [f"{args.out}-{k:05d}-of-{args.shards:05d}.tfrecord" for k in range(args.shards)]
     writers = [tf.io.TFRecordWriter(p) for p in paths]
@@ -64,12 +64,12 @@ def main(argv=None) -> int:
             "image/height": _ints([height]),
             "image/width": _ints([width]),
             "image/filename": _bytes(Path(path).name.encode()),
-            "image/source_id": _bytes(str(n).encode()),
+            "image/source_id": _bytes(str(source_ids[path]).encode()),
             "image/object/bbox/xmin": _floats(boxes[:, 0] / width),
             "image/object/bbox/ymin": _floats(boxes[:, 1] / height),
             "image/object/bbox/xmax": _floats(boxes[:, 2] / width),
             "image/object/bbox/ymax": _floats(boxes[:, 3] / height),
-            "image/object/class/label": _ints(classes + 1),
+            "image/object/class/label": _ints(ids[classes]),
             "image/object/class/text": tf.train.Feature(
                 bytes_list=tf.train.BytesList(value=[names[int(c)].encode() for c in classes])
             ),

@@ -96,19 +96,37 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def upright(path) -> tuple[bytes, np.ndarray]:
+    """The bytes to send for an image file and its (H, W, 3) RGB pixels, upright. The served
+    model decodes the bytes without reading EXIF, so a photo with an EXIF orientation is turned
+    here and sent as PNG; any other file is sent as it is."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    data = Path(path).read_bytes()
+    with Image.open(io.BytesIO(data)) as image:
+        turned = image.getexif().get(0x0112, 1) not in (1, None)
+        rgb = ImageOps.exif_transpose(image).convert("RGB")
+    if turned:
+        buffer = io.BytesIO()
+        rgb.save(buffer, "PNG")
+        data = buffer.getvalue()
+    return data, np.asarray(rgb)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from PIL import Image
-
     from cornernet_tf.visualize import class_name, draw_detections
 
-    names = args.names.split(",") if args.names else []
+    names, ids = (args.names.split(",") if args.names else []), []
     if args.config:
         from cornernet_tf import load_config
 
-        names = list(load_config(args.config).data.class_names)
+        config = load_config(args.config)
+        names, ids = list(config.data.class_names), list(config.data.category_ids)
     try:
-        encoded = [Path(path).read_bytes() for path in args.images]
+        encoded, images = zip(*(upright(path) for path in args.images), strict=True)
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -129,9 +147,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {}
-    for i, path in enumerate(args.images):
-        image = np.asarray(Image.open(path).convert("RGB"))
-        dets = pixel_detections(outputs, i, *image.shape[:2])
+    for i, (path, image) in enumerate(zip(args.images, images, strict=True)):
+        dets = pixel_detections(outputs, i, *image.shape[:2], category_ids=ids)
         keep = dets["scores"] >= args.threshold
         results[str(path)] = [
             {"box": [round(float(v), 2) for v in box], "score": round(float(score), 4),

@@ -162,7 +162,10 @@ def test_tfrecords_round_trip(shapes, tmp_path):
     )
     from_records = batches(
         make_dataset(
-            tfrecord_source(str(tmp_path / "val-*.tfrecord")), config, batch_size=4, training=False
+            tfrecord_source(str(tmp_path / "val-*.tfrecord"), (1, 2, 3, 4)),
+            config,
+            batch_size=4,
+            training=False,
         ),
         1,
     )

@@ -205,4 +205,5 @@ def test_detect_script_draws_and_lists_skipped(tmp_path, tiny_weights, capsys):
     results = json.loads((tmp_path / "out/detections.json").read_text())
     assert set(results) == {str(tmp_path / "img1.png"), str(tmp_path / "dot.png")}
     first = results[str(tmp_path / "img1.png")][0]
-    assert set(first) == {"box", "score", "class", "name"} and first["name"].startswith("class ")
+    assert set(first) == {"box", "score", "class", "category_id", "name"}
+    assert first["name"].startswith("class ") and first["category_id"] == first["class"] + 1

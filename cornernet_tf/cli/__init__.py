@@ -4,7 +4,9 @@ Shared here, so that every command reads the same way:
     --config C      a YAML file or the name of a packaged config (tiny, hourglass104)
     key=value ...   config overrides as positional arguments (values parsed as YAML);
                     `--set key=value ...` is the same
-    --weights W     a .weights.h5 file or a whole model saved as .keras
+    --weights W     a .weights.h5 file, a whole model saved as .keras, or a training run's
+                    folder (its best.weights.h5, else final.weights.h5; --config then defaults
+                    to its config.yaml)
     --precision, --winograd   the inference variant (commands that run the network)
 Errors a user can act on end as one line, `error: ...`, and exit code 2; Ctrl-C as
 `interrupted`, exit code 130.
@@ -17,6 +19,7 @@ import functools
 import os
 import re
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
@@ -42,7 +45,6 @@ def parser(doc: str, *, config_default: str | None = None, inputs: str | None = 
     )
     result.add_argument(
         "--config",
-        required=config_default is None,
         default=config_default,
         help="a YAML config file or a packaged config name (tiny, hourglass104)"
         + (f"; default {config_default}" if config_default else ""),
@@ -65,7 +67,9 @@ def parser(doc: str, *, config_default: str | None = None, inputs: str | None = 
 
 def add_weights(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--weights", required=True, help="trained weights: a .weights.h5 file or a .keras model"
+        "--weights",
+        required=True,
+        help="trained weights: a .weights.h5 file, a .keras model or a training run's folder",
     )
 
 
@@ -91,6 +95,11 @@ def parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
         help = "config overrides, e.g. test.flip=false"
         parser.add_argument("overrides", nargs="*", metavar="key=value", help=help)
     args = parser.parse_intermixed_args(argv)
+    if args.config is None:
+        run_config = Path(getattr(args, "weights", None) or "") / "config.yaml"
+        if not getattr(args, "weights", None) or not run_config.is_file():
+            parser.error("the following arguments are required: --config")
+        args.config = str(run_config)
     overrides = list(getattr(args, "overrides", []))
     if hasattr(args, "inputs"):
         found, args.inputs = split_overrides(args.inputs)
@@ -189,6 +198,4 @@ def print_skipped(skipped: list[str], what: str) -> None:
 
 def folder_size(path) -> int:
     """Bytes of all files under `path`."""
-    from pathlib import Path
-
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())

@@ -4,7 +4,8 @@
         [--precision float32|bfloat16] [--winograd] [key=value ...]
 
 Writes DIR/<image name>.png with boxes, class names and scores drawn, and DIR/detections.json
-({image path: [{"box": [x1, y1, x2, y2], "score", "class", "name"}, ...]}, pixels of the image).
+({image path: [{"box": [x1, y1, x2, y2], "score", "class", "category_id", "name"}, ...]}, pixels
+of the image upright: the EXIF orientation of photos is applied).
 Files that cannot be read are skipped and listed at the end (exit code 1).
 """
 
@@ -28,6 +29,7 @@ def main(argv=None) -> int:
     images = args.inputs
     from tqdm import tqdm
 
+    from cornernet_tf.config import category_ids
     from cornernet_tf.images import ImageError, read_image
     from cornernet_tf.inference import Detector
     from cornernet_tf.visualize import class_name, draw_detections
@@ -35,6 +37,7 @@ def main(argv=None) -> int:
     config = cli.load_config(args)
     detector = Detector(cli.load_model(config, args.weights), config)
     names = config.data.class_names
+    ids = category_ids(config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results, skipped = {}, []
@@ -51,6 +54,7 @@ def main(argv=None) -> int:
                 "box": [round(float(v), 2) for v in box],
                 "score": round(float(score), 4),
                 "class": int(cls),
+                "category_id": int(ids[int(cls)]),
                 "name": class_name(names, int(cls)),
             }
             for box, score, cls in zip(

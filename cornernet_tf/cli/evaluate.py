@@ -5,7 +5,8 @@
         [--limit N] [--out DIR] [key=value ...]
 
 Prints the 12 COCO numbers and a per-class AP table; writes DIR/detections.json (COCO results
-format, the annotation file's category ids) and DIR/precision_recall.png.
+format, category ids by the config's map data.category_ids, else the annotation file's ids in
+ascending order) and DIR/precision_recall.png.
 """
 
 from __future__ import annotations
@@ -45,15 +46,16 @@ def main(argv=None) -> int:
     from cornernet_tf.inference import Detector
     from cornernet_tf.visualize import plot_precision_recall
 
-    evaluator = CocoEvaluator(args.annotations)
     config = cli.load_config(args)
+    evaluator = CocoEvaluator(args.annotations, config.data.category_ids)
     for warning in evaluator.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     classes = config.model.num_classes
     if classes != len(evaluator.category_ids):
         raise cli.CommandError(
             f"the model has {classes} classes, {args.annotations} has "
-            f"{len(evaluator.category_ids)} categories"
+            f"{len(evaluator.category_ids)} categories (set data.category_ids to the ids the "
+            "model's classes stand for)"
         )
     detector = Detector(cli.load_model(config, args.weights), config)
 

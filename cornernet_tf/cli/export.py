@@ -63,6 +63,7 @@ def main(argv=None) -> int:
             f"{target} exists (TF Serving may be serving it): pick another --version "
             "or pass --overwrite"
         )
+    from cornernet_tf.config import category_ids
     from cornernet_tf.export import export_saved_model
     from cornernet_tf.tfjs import TfjsError, convert_to_tfjs
 
@@ -97,6 +98,7 @@ def main(argv=None) -> int:
             config = dataclasses.replace(config, test=test)
         metadata = {
             "class_names": list(config.data.class_names),
+            "category_ids": list(category_ids(config)),
             "input_size": size,
             "flip": config.test.flip if args.flip is None else args.flip,
             "quantize": args.quantize,

@@ -1,14 +1,16 @@
 """COCO JSON annotations + an image folder: checked loading (`load_annotations`), per-image
 records (`read_coco`) and the pipeline source (`coco_source`).
 
-Classes are 0-based indices into the file's category ids in ascending order, the convention of
-the official code. Bad annotations and unreadable images are left out, each with a warning that
-names the file and the entry.
+Classes are 0-based indices into a category map (the dataset's category ids in ascending order,
+the convention of the official code). Category ids outside the map and duplicate image ids are
+errors; bad boxes and unreadable images are left out, each with a warning that names the file and
+the entry.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf.data.source import DataError, Source, decode_image
+from cornernet_tf.data.source import DataError, Source, decode_image, is_image
 
 
 class AnnotationError(ValueError):
@@ -32,21 +34,7 @@ def load_annotations(path: str | Path):
     from pycocotools.coco import COCO
 
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as error:
-        raise AnnotationError(
-            f"{path}: cannot read the annotation file ({error.strerror})"
-        ) from None
-    except json.JSONDecodeError as error:
-        raise AnnotationError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise AnnotationError(f"{path}: expected a JSON object with images/annotations/categories")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise AnnotationError(f"{path}: the '{key}' list is missing")
-    if not data["categories"]:
-        raise AnnotationError(f"{path}: 'categories' is empty")
+    data = _read_json(path)
     categories = {c.get("id") for c in data["categories"]}
     images = {i.get("id") for i in data["images"]}
     warnings, kept = [], []
@@ -84,65 +72,136 @@ def _annotation_problem(ann: dict, categories: set, images: set) -> str | None:
     return None
 
 
-def read_coco(annotations: str | Path, image_dir: str | Path):
-    """Reads a COCO annotation file into per-image records, checking it.
+def read_coco(annotations: str | Path, image_dir: str | Path, category_ids=()):
+    """Reads and checks a COCO annotation file for training: per-image records, the category map.
 
-    Returns (records, category_ids, warnings); a record is (path, boxes (N, 4) xyxy float32,
-    classes (N,) int32 0-based by sorted category id). Images whose file is missing are left
-    out and annotations with unknown ids or malformed boxes are dropped, each with a warning.
+    category_ids: the map (class index i is the i-th id, ascending); empty: the file's category
+    ids in ascending order. Raises DataError naming the file, the entry, the field and the value
+    for an annotation whose category_id is not in the map and for duplicate image ids. Leaves out,
+    with a warning each: annotations of unknown images, boxes that are malformed, of zero area
+    or outside their image; images whose file is missing or is not an image (header check).
+    Returns a `CocoRecords`.
     """
-    coco, warnings = load_annotations(annotations)
-    category_ids = sorted(coco.getCatIds())
-    index = {cid: i for i, cid in enumerate(category_ids)}
-    records = []
-    for image_id in sorted(coco.imgs):
-        info = coco.imgs[image_id]
-        path = Path(image_dir) / info["file_name"]
-        if not path.is_file():
-            warnings.append(f"{annotations}: image {image_id} left out: {path} does not exist")
+    path = Path(annotations)
+    data = _read_json(path)
+    names = {c.get("id"): str(c.get("name", c.get("id"))) for c in data["categories"]}
+    ids = tuple(category_ids) or tuple(sorted(names))
+    index = {cid: i for i, cid in enumerate(ids)}
+    images = {}
+    for info in data["images"]:
+        image_id = info.get("id")
+        if image_id in images:
+            raise DataError(
+                f"{path}: duplicate image id {image_id!r}: {images[image_id].get('file_name')!r} "
+                f"and {info.get('file_name')!r}"
+            )
+        images[image_id] = info
+    warnings, dropped = [], 0
+    by_image: dict = {}
+    for ann in data["annotations"]:
+        if ann.get("category_id") not in index:
+            raise DataError(
+                f"{path}: annotation {ann.get('id', '?')}: category_id {ann.get('category_id')!r} "
+                f"is not in the category map {list(ids)}"
+                + ("" if category_ids else " (the ids of the file's 'categories')")
+            )
+        problem = _annotation_problem(ann, set(index), set(images))
+        if problem is None and not ann.get("iscrowd", 0):
+            problem = _outside(ann, images[ann["image_id"]])
+        if problem:
+            warnings.append(f"{path}: annotation {ann.get('id', '?')} left out: {problem}")
+            dropped += 1
+        elif not ann.get("iscrowd", 0):
+            by_image.setdefault(ann["image_id"], []).append(ann)
+    records, image_ids, missing = [], [], 0
+    for image_id in sorted(images, key=lambda i: (isinstance(i, str), i)):
+        info = images[image_id]
+        file = Path(image_dir) / str(info.get("file_name"))
+        problem = _image_problem(file)
+        if problem:
+            warnings.append(f"{path}: image {image_id} left out: {problem}")
+            missing += 1
             continue
-        anns = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
-        anns = [a for a in anns if _inside(a, info, annotations, warnings)]
+        anns = by_image.get(image_id, [])
         boxes = np.array(
-            [
-                [
-                    a["bbox"][0],
-                    a["bbox"][1],
-                    a["bbox"][0] + a["bbox"][2],
-                    a["bbox"][1] + a["bbox"][3],
-                ]
-                for a in anns
-            ],
-            np.float32,
+            [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], np.float32
         ).reshape(-1, 4)
         classes = np.array([index[a["category_id"]] for a in anns], np.int32)
-        records.append((str(path), boxes, classes))
+        records.append((str(file), boxes, classes))
+        image_ids.append(image_id)
     if not records:
-        raise DataError(f"{annotations}: no usable image in {image_dir}")
-    return records, category_ids, warnings
+        raise DataError(f"{path}: no usable image in {image_dir} (all {len(images)} left out)")
+    boxes = sum(len(r[1]) for r in records)
+    summary = (
+        f"{path}: {len(records)} images, {boxes} boxes, {len(ids)} categories; left out "
+        f"{missing} images (missing or not an image), {dropped} boxes"
+    )
+    class_names = tuple(names.get(cid, str(cid)) for cid in ids)
+    return CocoRecords(records, image_ids, ids, class_names, warnings, summary)
 
 
-def _inside(ann: dict, info: dict, annotations, warnings: list) -> bool:
-    """False (with a warning naming the annotation) for a box entirely outside its image."""
+@dataclasses.dataclass
+class CocoRecords:
+    """What `read_coco` found: records (path, boxes (N, 4) xyxy float32, classes (N,) int32),
+    their image ids, category_ids (the map), class_names (by class index), warnings, summary."""
+
+    records: list
+    image_ids: list
+    category_ids: tuple
+    class_names: tuple
+    warnings: list
+    summary: str
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise AnnotationError(
+            f"{path}: cannot read the annotation file ({error.strerror})"
+        ) from None
+    except json.JSONDecodeError as error:
+        raise AnnotationError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise AnnotationError(f"{path}: expected a JSON object with images/annotations/categories")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise AnnotationError(f"{path}: the '{key}' list is missing")
+    if not data["categories"]:
+        raise AnnotationError(f"{path}: 'categories' is empty")
+    return data
+
+
+def _outside(ann: dict, info: dict) -> str | None:
+    """Why a box lies entirely outside its image (when the image's size is given), or None."""
     width, height = info.get("width"), info.get("height")
     if not width or not height:
-        return True
+        return None
     x, y, w, h = ann["bbox"]
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        warnings.append(
-            f"{annotations}: annotation {ann.get('id', '?')} of image {info['id']} left out: "
-            f"box {ann['bbox']} lies outside the {width}x{height} image"
-        )
-        return False
-    return True
+        return f"box {ann['bbox']} of image {info['id']} lies outside the {width}x{height} image"
+    return None
 
 
-def coco_source(annotations: str | Path, image_dir: str | Path) -> Source:
-    """COCO JSON + image folder. Missing and non-image files are left out with a warning."""
-    records, _, warnings = read_coco(annotations, image_dir)
-    records = [r for r in records if _readable(r[0], warnings)]
-    if not records:
-        raise DataError(f"{annotations}: no readable image in {image_dir}")
+def _image_problem(path: Path) -> str | None:
+    """Why `path` is not an image file, from its first bytes only, or None."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(16)
+    except FileNotFoundError:
+        return f"{path} does not exist"
+    except OSError as error:
+        return f"{path} cannot be read ({error.strerror})"
+    if not is_image(head):
+        return f"{path} is not a readable image (not a JPEG, PNG, GIF or BMP file)"
+    return None
+
+
+def coco_source(annotations: str | Path, image_dir: str | Path, category_ids=()) -> Source:
+    """COCO JSON + image folder, checked by `read_coco`; `source.category_ids` and
+    `source.class_names` are the map it used and the names of its categories."""
+    coco = read_coco(annotations, image_dir, category_ids)
+    records = coco.records
     paths = tf.constant([r[0] for r in records])
     boxes = tf.ragged.constant([r[1] for r in records], dtype=tf.float32, ragged_rank=1)
     classes = tf.ragged.constant([r[2] for r in records], dtype=tf.int32)
@@ -153,17 +212,6 @@ def coco_source(annotations: str | Path, image_dir: str | Path) -> Source:
         image = decode_image(tf.io.read_file(path))
         return {"image": image, "boxes": tf.reshape(b, [-1, 4]), "classes": c}
 
-    return Source(items, load, len(records), warnings)
-
-
-def _readable(path: str, warnings: list) -> bool:
-    """A quick header check (not a full decode): is it an image file at all?"""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.size  # noqa: B018
-        return True
-    except (OSError, UnidentifiedImageError) as error:
-        warnings.append(f"{path}: left out, not a readable image ({error})")
-        return False
+    source = Source(items, load, len(records), coco.warnings, coco.summary)
+    source.category_ids, source.class_names = coco.category_ids, coco.class_names
+    return source

@@ -82,8 +82,9 @@ def make_dataset(
     """
     items = source.items
     if training:
-        buffer = source.size or 2048
-        items = items.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+        items = items.shuffle(
+            source.shuffle_buffer, seed=seed, reshuffle_each_iteration=True
+        ).repeat()
     items = items.enumerate().skip(start)
 
     def prepare(index, item):

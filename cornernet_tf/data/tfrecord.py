@@ -1,10 +1,12 @@
-"""TFRecords of tf.train.Example with the usual object-detection keys."""
+"""TFRecords of tf.train.Example with the usual object-detection keys, checked before training
+and read with the shards interleaved."""
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
-from cornernet_tf.data.source import DataError, Source, decode_image
+from cornernet_tf.data.source import DataError, Source, decode_image, is_image
 
 TFRECORD_FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),
@@ -14,14 +16,48 @@ TFRECORD_FEATURES = {
     "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
     "image/object/class/label": tf.io.VarLenFeature(tf.int64),
 }
+# what the start-up check reads of each record (the image is not decoded)
+_CHECKED = {
+    **TFRECORD_FEATURES,
+    "image/source_id": tf.io.FixedLenFeature([], tf.string, default_value=""),
+}
+SHUFFLE_RECORDS = 2048  # records a training shuffle holds (they carry the encoded images)
+CYCLE = 8  # shards read at once
 
 
-def tfrecord_source(pattern: str) -> Source:
+def tfrecord_source(pattern: str, category_ids) -> Source:
     """TFRecords of tf.train.Example: image/encoded, image/object/bbox/{xmin,ymin,xmax,ymax}
-    normalised to [0, 1], image/object/class/label 1-based (TF's object-detection convention)."""
+    normalised to [0, 1], image/object/class/label the dataset's category ids (the TF Object
+    Detection API writes COCO's 1..90), mapped to class indices by `category_ids` (ascending).
+
+    Every record is checked first (`check_tfrecords`): labels outside the map and duplicate
+    image/source_id values are errors; records whose image/encoded is not an image are left out;
+    boxes of zero area or outside [0, 1] are dropped, with a warning each. Shards are read
+    `CYCLE` at a time, interleaved record by record in a fixed order."""
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
         raise DataError(f"{pattern}: no TFRecord file matches")
+    check = check_tfrecords(files, category_ids)
+    ids = tf.constant(list(category_ids), tf.int64)
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(ids, tf.range(len(category_ids), dtype=tf.int32)), -1
+    )
+    skip = tf.constant(sorted(check.skipped) or [(-1, -1)], tf.int64)
+
+    def numbered(index, file):
+        return tf.data.TFRecordDataset(file).enumerate().map(lambda k, r: (index, k, r))
+
+    def usable(index, k, record):
+        return ~tf.reduce_any(tf.reduce_all(tf.equal(skip, tf.stack([index, k])), axis=1))
+
+    files_ds = tf.data.Dataset.from_tensor_slices((tf.range(len(files), dtype=tf.int64), files))
+    items = files_ds.interleave(
+        numbered,
+        cycle_length=min(CYCLE, len(files)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    items = items.filter(usable).map(lambda index, k, record: record)
 
     def load(record):
         ex = tf.io.parse_single_example(record, TFRECORD_FEATURES)
@@ -31,9 +67,92 @@ def tfrecord_source(pattern: str) -> Source:
             tf.sparse.to_dense(ex[f"image/object/bbox/{k}"])
             for k in ("xmin", "ymin", "xmax", "ymax")
         ]
-        boxes = tf.stack(coords, axis=-1) * tf.stack([shape[1], shape[0], shape[1], shape[0]])
-        classes = tf.cast(tf.sparse.to_dense(ex["image/object/class/label"]), tf.int32) - 1
-        return {"image": image, "boxes": boxes, "classes": classes}
+        boxes = tf.stack(coords, axis=-1)
+        classes = table.lookup(tf.sparse.to_dense(ex["image/object/class/label"]))
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        keep &= (boxes[:, 0] < 1) & (boxes[:, 1] < 1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        boxes = boxes * tf.stack([shape[1], shape[0], shape[1], shape[0]])
+        return {
+            "image": image,
+            "boxes": tf.boolean_mask(boxes, keep),
+            "classes": tf.boolean_mask(classes, keep),
+        }
 
-    items = tf.data.TFRecordDataset(files)
-    return Source(items, load, None)
+    return Source(
+        items,
+        load,
+        check.usable,
+        check.warnings,
+        check.summary,
+        shuffle_buffer=min(check.usable, SHUFFLE_RECORDS),
+    )
+
+
+class TfrecordCheck:
+    """What `check_tfrecords` found: usable (records), skipped {(file index, record index)},
+    warnings, summary."""
+
+    def __init__(self):
+        self.usable, self.skipped, self.warnings, self.summary = 0, set(), [], ""
+
+
+def check_tfrecords(files, category_ids) -> TfrecordCheck:
+    """Reads every record's labels, boxes, source id and first image bytes (no decoding): raises
+    DataError naming the file, the record, the field and the value for a label outside the map
+    or a duplicate image/source_id; a run with no usable record stops."""
+    allowed = set(int(c) for c in category_ids)
+    check, seen, boxes_total, dropped = TfrecordCheck(), {}, 0, 0
+    for f, file in enumerate(files):
+        records = tf.data.TFRecordDataset(file).batch(256)
+        k = 0
+        for batch in records:
+            parsed = tf.io.parse_example(batch, _CHECKED)
+            heads = tf.strings.substr(parsed["image/encoded"], 0, 16).numpy()
+            labels = tf.RaggedTensor.from_sparse(parsed["image/object/class/label"]).to_list()
+            coords = [
+                tf.RaggedTensor.from_sparse(parsed[f"image/object/bbox/{c}"]).to_list()
+                for c in ("xmin", "ymin", "xmax", "ymax")
+            ]
+            for j, source_id in enumerate(parsed["image/source_id"].numpy()):
+                where = f"{file}: record {k}" + (
+                    f" (image/source_id {source_id.decode()!r})" if source_id else ""
+                )
+                bad = [v for v in labels[j] if v not in allowed]
+                if bad:
+                    raise DataError(
+                        f"{where}: image/object/class/label {bad[0]} is not in the category "
+                        f"map {sorted(allowed)} (set data.category_ids to the dataset's ids)"
+                    )
+                if source_id:
+                    if source_id in seen:
+                        raise DataError(
+                            f"{where}: duplicate image/source_id {source_id.decode()!r}, "
+                            f"also {seen[source_id]}"
+                        )
+                    seen[source_id] = f"{file}: record {k}"
+                if not is_image(heads[j]):
+                    check.skipped.add((f, k))
+                    check.warnings.append(f"{where} left out: image/encoded is not an image")
+                else:
+                    box = np.array([c[j] for c in coords], np.float32).T.reshape(-1, 4)
+                    bad_box = (
+                        (box[:, 2] <= box[:, 0]) | (box[:, 3] <= box[:, 1])
+                        | (box[:, 0] >= 1) | (box[:, 1] >= 1) | (box[:, 2] <= 0) | (box[:, 3] <= 0)
+                    )  # fmt: skip
+                    for n in np.flatnonzero(bad_box):
+                        check.warnings.append(
+                            f"{where}: box {n} left out: {box[n].tolist()} (xmin, ymin, xmax, "
+                            "ymax) has no area or lies outside the image"
+                        )
+                    dropped += int(bad_box.sum())
+                    boxes_total += len(box) - int(bad_box.sum())
+                    check.usable += 1
+                k += 1
+    if not check.usable:
+        raise DataError(f"{files[0]}...: no usable record in {len(files)} file(s)")
+    check.summary = (
+        f"{len(files)} TFRecord file(s): {check.usable} images, {boxes_total} boxes, "
+        f"{len(allowed)} categories; left out {len(check.skipped)} records (not an image), "
+        f"{dropped} boxes"
+    )
+    return check

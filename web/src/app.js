@@ -60,7 +60,9 @@ function toDetections(raw, width, height) {
   const detections = [];
   for (let i = 0; i < count; i++) {
     const [ymin, xmin, ymax, xmax] = raw.detection_boxes.slice(4 * i, 4 * i + 4);
-    const index = raw.detection_classes[i] - 1;
+    // detection_classes are the dataset's category ids; cornernet.json maps them to indices
+    const id = raw.detection_classes[i];
+    const index = meta.category_ids ? meta.category_ids.indexOf(id) : id - 1;
     detections.push({
       box: [xmin * width, ymin * height, xmax * width, ymax * height],
       score: raw.detection_scores[i],
