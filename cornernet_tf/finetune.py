@@ -120,7 +120,8 @@ def _from_checkpoint(prefix: Path, model: CornerNet) -> dict:
     shapes = reader.get_variable_to_shape_map()
     values = {}
     for variable in model.weights:
-        key = f"model_variables/{variable.path.replace('/', '.')}/.ATTRIBUTES/VARIABLE_VALUE"
+        name = variable.path.replace("/", ".").replace(".", "..")  # TF escapes "." as ".."
+        key = f"model_variables/{name}/.ATTRIBUTES/VARIABLE_VALUE"
         if key in shapes:
             values[variable.path] = reader.get_tensor(key)
     return values
