@@ -41,7 +41,7 @@ def init_weights(model: CornerNet, path, config_source: str) -> list[str]:
             continue
         variable.assign(initial[variable.path])
         layer = "/".join(variable.path.split("/")[1:-1])
-        found = "missing" if value is None else f"shape {tuple(value.shape)}"
+        found = "absent or of another shape" if value is None else f"shape {tuple(value.shape)}"
         if layer.startswith(CLASS_LAYERS):
             fresh.setdefault(layer, f"{found} in the file, {tuple(variable.shape)} here")
         else:

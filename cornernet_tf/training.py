@@ -310,7 +310,7 @@ class TrainingLog(keras.callbacks.Callback):
 
         source, data = self.val_source, self.config.data
         detector = Detector(self.model, self.config)
-        examples = source.items.take(self.config.train.eval_images).map(source.load)
+        examples = source.examples(self.config.train.eval_images)
         result = evaluate_examples(
             detector, examples.as_numpy_iterator(), data.category_ids, data.class_names
         )

@@ -148,7 +148,7 @@ def write_records(path, labels_per_image, image_bytes=None, source_ids=None):
 
 
 def loaded(source):
-    return [source.load(item) for item in source.items]
+    return list(source.examples())
 
 
 def test_object_detection_api_ids_read_through_the_map(tmp_path):
@@ -341,3 +341,46 @@ def test_serving_classes_are_category_ids():
     assert pixel_detections(batch, 0, 20, 20, (3, 17, 42))["classes"].tolist() == [2, 0]
     plain = serving_outputs(dets, 20, 20, 3)
     assert plain["detection_classes"].numpy().tolist() == [3.0, 1.0, 0.0]
+
+
+@pytest.mark.e2e
+def test_a_run_keeps_its_map_best_model_and_score_across_resume(shapes, tmp_path, capsys):
+    import yaml
+
+    run = tmp_path / "run"
+    args = train_args(shapes, run, "train.eval_every=2", "train.eval_images=2", "train.best_by=ap")
+    assert run_script("train", *args) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["category_ids"] == [1, 2, 3, 4]
+    assert saved["data"]["class_names"] == ["circle", "square", "triangle", "star"]
+    rows = [json.loads(line) for line in (run / "logs/history.jsonl").read_text().splitlines()]
+    assert "AP" in rows[-1] and "AP50" in rows[-1] and "val_loss" in rows[-1]
+    score = json.loads((run / "best/score.json").read_text())
+    assert score == {"by": "ap", "value": rows[-1]["AP"], "step": 2}
+    for name in ("best.weights.h5", "best.keras", "final.weights.h5", "final.keras"):
+        assert (run / name).is_file(), name
+    # a better score on record than this run can reach: resuming must keep best/ as it is
+    (run / "best/score.json").write_text(json.dumps({**score, "value": 2.0}))
+    best = (run / "best.weights.h5").stat().st_mtime_ns
+    assert run_script("train", *args, "--resume", "train.steps=4") == 0
+    assert json.loads((run / "best/score.json").read_text())["value"] == 2.0
+    assert (run / "best.weights.h5").stat().st_mtime_ns == best
+    capsys.readouterr()
+    # the run folder as --weights, its config.yaml as the config
+    image = str(shapes / "val" / "000000.png")
+    code = run_script("detect", "--weights", str(run), image, "--out", str(tmp_path / "det"))
+    assert code == 0 and (tmp_path / "det" / "000000.png").is_file()
+    # fine-tuning from the run for 3 classes: the heatmap heads start afresh, and are listed
+    three = tmp_path / "three.json"
+    data = json.loads((shapes / "train.json").read_text())
+    data["annotations"] = [a for a in data["annotations"] if a["category_id"] != 4]
+    data["categories"] = data["categories"][:3]
+    three.write_text(json.dumps(data))
+    args = train_args(
+        shapes, tmp_path / "fine", f"data.train_annotations={three}", "data.val_annotations=null",
+        "model.num_classes=3", "data.class_names=[]", "--init-weights", str(run),
+    )  # fmt: skip
+    assert run_script("train", *args) == 0
+    out = capsys.readouterr().out
+    assert f"started from {run}: initialised afresh" in out
+    assert "tl_heats.0/1: absent or of another shape in the file, (1, 1, 48, 3) here" in out

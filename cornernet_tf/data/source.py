@@ -26,6 +26,11 @@ class Source:
         self.warnings, self.summary = list(warnings), summary
         self.shuffle_buffer = shuffle_buffer or size
 
+    def examples(self, count: int | None = None) -> tf.data.Dataset:
+        """The first `count` (None: all) examples, loaded, in order, unaugmented."""
+        items = self.items if count is None else self.items.take(count)
+        return items.map(lambda *item: self.load(item[0] if len(item) == 1 else item))
+
 
 def is_image(head: bytes) -> bool:
     """Do these first bytes of a file start a JPEG, PNG, GIF or BMP image?"""
