@@ -9,7 +9,7 @@ OPS := cornernet_tf/ops/_custom_ops.so
 WEB_MODEL ?= exported/cornernet_tfjs
 WEB_SAMPLE ?= $(firstword $(wildcard runs/shapes/val/*.png))
 
-.PHONY: demo test test-fast lint benchmark clean web serve-web browser ops
+.PHONY: demo finetune-demo test test-fast lint benchmark clean web serve-web browser ops
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml setup.py
 
 demo: $(STAMP)
 	$(VENV)/bin/cornernet-demo
+
+# the demo's model fine-tuned on three new classes against the same training from scratch
+finetune-demo: $(STAMP)
+	$(VENV)/bin/cornernet-demo --skip-table --finetune 400
 
 # npm packages of the browser demo and its tests (@tensorflow/tfjs, playwright-core)
 $(NODE_STAMP): web/package.json web/package-lock.json

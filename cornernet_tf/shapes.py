@@ -1,9 +1,11 @@
 """A small synthetic COCO-format detection dataset of four shapes (the data of `make demo`).
 
-    write_dataset(out, train=400, val=100, size=255, seed=0)
+    write_dataset(out, train=400, val=100, size=255, seed=0, classes="shapes")
 
-writes out/train/000000.png ..., out/train.json, out/val/000000.png ..., out/val.json. Classes
-(category ids 1..4): circle, square, triangle, star. Each image is size x size RGB: a smooth random
+writes out/train/000000.png ..., out/train.json, out/val/000000.png ..., out/val.json. Class sets
+(`CLASS_SETS`): "shapes", category ids 1..4: circle, square, triangle, star (the demo); "signs",
+category ids 3, 5, 8 (ids with gaps, as real datasets have): hexagon, cross, arrow (the
+fine-tuning demo). Each image is size x size RGB: a smooth random
 background with low-amplitude noise and 1-5 flat-coloured shapes (side 12%-45% of the image,
 optionally outlined, possibly overlapping or slightly clipped at the border). The same arguments
 give byte-identical files.
@@ -27,6 +29,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 CLASSES = ("circle", "square", "triangle", "star")
+# class set -> {category id: name}
+CLASS_SETS = {
+    "shapes": dict(enumerate(CLASSES, start=1)),
+    "signs": {3: "hexagon", 5: "cross", 8: "arrow"},
+}
 MIN_SIZE, MAX_SIZE = 64, 2048
 MIN_SIDE, MAX_SIDE = 0.12, 0.45  # object side as a fraction of the image side
 OVERHANG = 0.10  # how far (fraction of its side) an object may stick out of the image
@@ -36,8 +43,12 @@ MIN_CONTRAST = 110.0  # wanted RGB distance of a fill colour from its surroundin
 NAME = re.compile(r"\d{6}\.png")
 
 
-def check_arguments(train: int, val: int, size: int, seed: int) -> str | None:
+def check_arguments(
+    train: int, val: int, size: int, seed: int, classes: str = "shapes"
+) -> str | None:
     """What is wrong with these dataset arguments (naming the argument), or None."""
+    if classes not in CLASS_SETS:
+        return f"classes must be one of {', '.join(CLASS_SETS)}, got {classes!r}"
     for name, count in (("train", train), ("val", val)):
         if count < 1:
             return f"{name} must be at least 1, got {count}"
@@ -49,17 +60,22 @@ def check_arguments(train: int, val: int, size: int, seed: int) -> str | None:
 
 
 def write_dataset(
-    out: str | Path, train: int = 400, val: int = 100, size: int = 255, seed: int = 0
+    out: str | Path,
+    train: int = 400,
+    val: int = 100,
+    size: int = 255,
+    seed: int = 0,
+    classes: str = "shapes",
 ) -> dict[str, dict]:
     """Writes the train and val splits under `out` (created if missing); returns
     {"train": COCO dict, "val": COCO dict}. Raises ValueError naming a bad argument."""
-    problem = check_arguments(train, val, size, seed)
+    problem = check_arguments(train, val, size, seed, classes)
     if problem:
         raise ValueError(problem)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     return {
-        name: write_split(out, split, name, count, size, seed)
+        name: write_split(out, split, name, count, size, seed, CLASS_SETS[classes])
         for split, (name, count) in enumerate((("train", train), ("val", val)))
     }
 
@@ -78,6 +94,16 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.asarray(field, np.float32)
 
 
+# the polygons of the "signs" set, vertices in [-1, 1] before scaling and turning
+SIGNS = {
+    "hexagon": [(math.cos(a), math.sin(a)) for a in np.arange(6) * math.pi / 3],
+    "cross": [(-0.3, -1), (0.3, -1), (0.3, -0.3), (1, -0.3), (1, 0.3), (0.3, 0.3), (0.3, 1),
+              (-0.3, 1), (-0.3, 0.3), (-1, 0.3), (-1, -0.3), (-0.3, -0.3)],
+    "arrow": [(-1, -0.25), (0.2, -0.25), (0.2, -0.7), (1, 0), (0.2, 0.7), (0.2, 0.25),
+              (-1, 0.25)],
+}  # fmt: skip
+
+
 def shape_outline(rng: np.random.Generator, kind: str, side: float):
     """('ellipse', radius) or ('polygon', vertices relative to the centre) for one shape."""
     if kind == "circle":
@@ -86,6 +112,10 @@ def shape_outline(rng: np.random.Generator, kind: str, side: float):
         h = side / 2
         return "polygon", np.array([[-h, -h], [h, -h], [h, h], [-h, h]])
     angle = rng.uniform(0, 2 * math.pi)
+    if kind in SIGNS:
+        points = np.array(SIGNS[kind]) * side / 2
+        turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        return "polygon", points @ turn.T
     if kind == "triangle":
         # equilateral, circumradius chosen so its widest extent is about `side`
         radius = side / math.sqrt(3)
@@ -144,15 +174,18 @@ def pick_colour(rng: np.random.Generator, avoid: list[np.ndarray]) -> np.ndarray
     return best
 
 
-def make_image(rng: np.random.Generator, size: int):
-    """One image (uint8 HxWx3) and its objects: dicts of category_id, bbox, area, colours."""
+def make_image(rng: np.random.Generator, size: int, classes: dict | None = None):
+    """One image (uint8 HxWx3) and its objects: dicts of category_id, bbox, area, colours.
+    classes: {category id: shape name}, a value of CLASS_SETS (default: the four shapes)."""
+    ids = list(classes or CLASS_SETS["shapes"])
+    names = [(classes or CLASS_SETS["shapes"])[i] for i in ids]
     canvas = background(rng, size)
     objects = []  # dict(box, full, visible, colour, ...)
     for _ in range(int(rng.integers(1, 6))):
         for _attempt in range(30):
-            kind = int(rng.integers(len(CLASSES)))
+            kind = int(rng.integers(len(ids)))
             side = rng.uniform(MIN_SIDE, MAX_SIDE) * size
-            form, geometry = shape_outline(rng, CLASSES[kind], side)
+            form, geometry = shape_outline(rng, names[kind], side)
             if form == "ellipse":
                 low, high = np.full(2, -geometry), np.full(2, geometry)
             else:
@@ -191,7 +224,7 @@ def make_image(rng: np.random.Generator, size: int):
         pixels = int(np.count_nonzero(full))
         objects.append(
             {
-                "category_id": kind + 1,
+                "category_id": ids[kind],
                 "box": box,
                 "pixels": pixels,
                 "visible": full.copy(),
@@ -218,7 +251,9 @@ def make_image(rng: np.random.Generator, size: int):
 # ---------------------------------------------------------------------------------- dataset
 
 
-def write_split(out: Path, split: int, name: str, count: int, size: int, seed: int) -> dict:
+def write_split(
+    out: Path, split: int, name: str, count: int, size: int, seed: int, classes: dict
+) -> dict:
     """Writes out/name/*.png and out/name.json; returns the COCO dict."""
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -227,7 +262,7 @@ def write_split(out: Path, split: int, name: str, count: int, size: int, seed: i
     shown = start
     for index in range(count):
         rng = np.random.default_rng([seed, split, index])
-        pixels, objects = make_image(rng, size)
+        pixels, objects = make_image(rng, size, classes)
         file_name = f"{index:06d}.png"
         Image.fromarray(pixels, "RGB").save(folder / file_name, compress_level=6)
         images.append({"id": index + 1, "file_name": file_name, "width": size, "height": size})
@@ -253,15 +288,15 @@ def write_split(out: Path, split: int, name: str, count: int, size: int, seed: i
         "images": images,
         "annotations": annotations,
         "categories": [
-            {"id": i + 1, "name": label, "supercategory": "shape"}
-            for i, label in enumerate(CLASSES)
+            {"id": i, "name": label, "supercategory": "shape"} for i, label in classes.items()
         ],
     }
     with open(out / f"{name}.json", "w") as file:
         json.dump(coco, file, separators=(",", ":"))
         file.write("\n")
-    counts = [sum(a["category_id"] == i + 1 for a in annotations) for i in range(len(CLASSES))]
-    per_class = ", ".join(f"{label} {n}" for label, n in zip(CLASSES, counts, strict=True))
+    per_class = ", ".join(
+        f"{label} {sum(a['category_id'] == i for a in annotations)}" for i, label in classes.items()
+    )
     print(
         f"{name}: {count} images, {len(annotations)} objects ({per_class}) -> "
         f"{out / name}/, {out / name}.json [{time.perf_counter() - start:.1f} s]"

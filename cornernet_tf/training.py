@@ -179,7 +179,7 @@ def train(
     if logger.stopped:
         raise TrainingError(logger.stopped)
     out.mkdir(parents=True, exist_ok=True)
-    save_model(model, out, "final")  # every worker: saving is collective
+    save_model(model, out, "final")
     if chief:
         print(f"wrote {out / 'final.weights.h5'}, {out / 'final.keras'} and {out / 'config.yaml'}")
     return model
@@ -200,12 +200,13 @@ def start_from(model: CornerNet, path: str, config: Config) -> None:
 
 
 def save_model(model: CornerNet, out: Path, stem: str) -> None:
-    """out/<stem>.weights.h5 and out/<stem>.keras (the model alone, without the optimizer)."""
-    model.save_weights(str(out / f"{stem}.weights.h5"))
+    """out/<stem>.weights.h5 and out/<stem>.keras of the model alone: a copy without the
+    optimizer, whose state would triple the files (it is in the training checkpoints)."""
     plain = CornerNet.from_config(model.get_config())
     plain.build()
     for target, source in zip(plain.weights, model.weights, strict=True):
         target.assign(source)
+    plain.save_weights(str(out / f"{stem}.weights.h5"))
     plain.save(str(out / f"{stem}.keras"))
 
 
