@@ -121,6 +121,14 @@ def train(
         resume = True
     config, train_source, val_source = sources(config)
     report([train_source, val_source], out)
+    if resume and (out / "config.yaml").exists():
+        saved = yaml.safe_load((out / "config.yaml").read_text()).get("data", {})
+        saved = saved.get("category_ids")
+        if saved and list(saved) != list(config.data.category_ids):
+            raise TrainingError(
+                f"{out} was trained with the category map {saved}; the data now give "
+                f"{list(config.data.category_ids)}: train into another --out"
+            )
     if chief:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

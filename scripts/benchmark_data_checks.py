@@ -14,7 +14,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -68,6 +67,8 @@ def write_data(folder: Path, count: int) -> None:
 
 
 def main(argv=None) -> int:
+    from benchmark import cpu_name  # scripts/benchmark.py
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=10000)
     parser.add_argument("--folder", default="/tmp/cornernet-checks")
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
         source = make()
         seconds = time.perf_counter() - start
         rows.append((name, source.size, seconds))
-    print(f"data checks before the first step, CPU {platform.processor() or platform.machine()}")
+    print(f"data checks before the first step, CPU {cpu_name()}")
     print(f"{'source':<22} {'images':>8} {'seconds':>8} {'us/image':>9}")
     for name, size, seconds in rows:
         print(f"{name:<22} {size:>8} {seconds:>8.2f} {1e6 * seconds / size:>9.0f}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 
@@ -57,13 +56,15 @@ def measure(config: str, batch: int, precision: str) -> float:
 
 
 def main(argv=None) -> int:
+    from benchmark import cpu_name  # scripts/benchmark.py
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="hourglass104")
     parser.add_argument("--batches", default="1,2")
     parser.add_argument("--precisions", default="float32,mixed_bfloat16")
     args = parser.parse_args(argv)
     low, high = (int(b) for b in args.batches.split(","))
-    print(f"{args.config}, training, CPU {platform.processor() or platform.machine()}")
+    print(f"{args.config}, training, CPU {cpu_name()}")
     print(f"{'precision':<16} {'batch ' + str(low):>10} {'batch ' + str(high):>10} "
           f"{'per image':>10} {'fixed':>10}   (peak RSS, MiB)")  # fmt: skip
     for precision in args.precisions.split(","):

@@ -186,6 +186,24 @@ def test_shards_are_interleaved_in_a_fixed_order(tmp_path):
     assert first == [int(e["classes"][0]) for e in loaded(source)]
 
 
+def test_validation_ap_reads_tfrecords(tmp_path):
+    from cornernet_tf.evaluate import evaluate_examples
+
+    write_records(tmp_path / "val.tfrecord", [[5], [9, 5]])
+    source = tfrecord_source(str(tmp_path / "val.tfrecord"), (5, 9))
+    truth = [(e["boxes"].numpy(), e["classes"].numpy()) for e in source.examples()]
+    answers = iter(truth)
+
+    def perfect(image):
+        boxes, classes = next(answers)
+        return {"boxes": boxes, "scores": np.ones(len(boxes)), "classes": classes}
+
+    result = evaluate_examples(
+        perfect, source.examples().as_numpy_iterator(), (5, 9), ("five", "nine")
+    )
+    assert result["AP"] == pytest.approx(1.0) and set(result["per_class"]) == {"five", "nine"}
+
+
 # ------------------------------------------------------------------------------ EXIF
 
 
@@ -221,12 +239,20 @@ def test_big_endian_exif_is_read():
     assert int(exif_orientation(tf.constant(b"\xff\xd8\xff\xe0 no exif here"))) == 1
 
 
-def test_read_image_turns_photos_upright(tmp_path):
+def test_read_image_and_the_serving_client_turn_photos_upright(tmp_path):
+    import importlib.util
+
     from cornernet_tf.images import read_image
 
     path = tmp_path / "photo.jpg"
     path.write_bytes(jpeg(Image.new("RGB", (30, 20)), 6))
     assert read_image(path).shape == (30, 20, 3)
+    spec = importlib.util.spec_from_file_location("client", ROOT / "scripts/serving_client.py")
+    client = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client)
+    sent, pixels = client.upright(path)
+    assert pixels.shape == (30, 20, 3) and sent.startswith(b"\x89PNG")
+    assert tf.io.decode_image(sent).shape == (30, 20, 3)  # what the SavedModel decodes
 
 
 # ------------------------------------------------------------------------------ fine-tuning
@@ -286,6 +312,18 @@ def test_init_weights_of_another_backbone_names_both(tiny_pair):
         with pytest.raises(ValueError) as error:
             init_weights(build_model(other), out / name, other.source)
         assert str(out / name) in str(error.value) and other.source in str(error.value)
+
+
+def test_train_with_init_weights_of_another_backbone_stops_naming_both(
+    tiny_pair, shapes, tmp_path, capsys
+):
+    _, _, out = tiny_pair
+    weights = out / "four.keras"
+    args = train_args(shapes, tmp_path, "model.cnv_dim=32", "--init-weights", str(weights))
+    assert run_script("train", *args) == 2
+    err = capsys.readouterr().err
+    assert f"train.init_weights: {weights} has another backbone than" in err
+    assert "tiny.yaml: model.cnv_dim is 48 there, 32 here" in err
 
 
 def test_freeze_backbone_keeps_the_backbone_for_its_steps(shapes):
@@ -409,3 +447,24 @@ def test_fine_tuning_beats_training_from_scratch(tmp_path):
     train(config, tmp_path / "base", verbose=0)
     results = demo.compare_finetuning(config, tmp_path / "base", 200, tmp_path / "compare")
     assert results["fine-tuned"]["AP"] > results["scratch"]["AP"] + 0.1, results
+
+
+def test_resuming_with_another_category_map_is_refused(tmp_path):
+    import yaml
+
+    from cornernet_tf import load_config
+    from cornernet_tf.training import TrainingError, train
+
+    write_records(tmp_path / "a.tfrecord", [[1], [2]])
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/config.yaml").write_text(yaml.safe_dump({"data": {"category_ids": [1, 3]}}))
+    overrides = {
+        "data.train_tfrecords": str(tmp_path / "a.tfrecord"),
+        "data.val_annotations": None,
+        "data.category_ids": [1, 2, 3, 4],
+    }
+    config = load_config(ROOT / "configs/tiny.yaml", overrides)
+    with pytest.raises(
+        TrainingError, match=r"category map \[1, 3\]; the data now give \[1, 2, 3, 4\]"
+    ):
+        train(config, tmp_path / "run", resume=True)

@@ -98,6 +98,7 @@ def read_coco(annotations: str | Path, image_dir: str | Path, category_ids=()):
         images[image_id] = info
     warnings, dropped = [], 0
     by_image: dict = {}
+    known_ids, known_images = set(index), set(images)
     for ann in data["annotations"]:
         if ann.get("category_id") not in index:
             raise DataError(
@@ -105,7 +106,7 @@ def read_coco(annotations: str | Path, image_dir: str | Path, category_ids=()):
                 f"is not in the category map {list(ids)}"
                 + ("" if category_ids else " (the ids of the file's 'categories')")
             )
-        problem = _annotation_problem(ann, set(index), set(images))
+        problem = _annotation_problem(ann, known_ids, known_images)
         if problem is None and not ann.get("iscrowd", 0):
             problem = _outside(ann, images[ann["image_id"]])
         if problem:
@@ -203,8 +204,9 @@ def coco_source(annotations: str | Path, image_dir: str | Path, category_ids=())
     coco = read_coco(annotations, image_dir, category_ids)
     records = coco.records
     paths = tf.constant([r[0] for r in records])
-    boxes = tf.ragged.constant([r[1] for r in records], dtype=tf.float32, ragged_rank=1)
-    classes = tf.ragged.constant([r[2] for r in records], dtype=tf.int32)
+    lengths = [len(r[2]) for r in records]
+    boxes = tf.RaggedTensor.from_row_lengths(np.concatenate([r[1] for r in records]), lengths)
+    classes = tf.RaggedTensor.from_row_lengths(np.concatenate([r[2] for r in records]), lengths)
     items = tf.data.Dataset.from_tensor_slices((paths, boxes, classes))
 
     def load(item):
