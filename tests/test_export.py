@@ -21,7 +21,11 @@ BIN = Path(sys.executable).parent
 
 
 def expected_outputs(detector, paths, limit=100):
-    """The in-Python pipeline's detections as the serving outputs (normalised, 1-based, padded)."""
+    """The in-Python pipeline's detections as the serving outputs (normalised, classes as the
+    config's category ids, padded)."""
+    from cornernet_tf.config import category_ids
+
+    ids = np.array(category_ids(detector.config), np.float32)
     rows = {key: [] for key in OUTPUT_KEYS}
     for path in paths:
         image = tf.io.decode_image(Path(path).read_bytes(), channels=3).numpy()
@@ -32,7 +36,7 @@ def expected_outputs(detector, paths, limit=100):
         boxes = np.zeros((limit, 4), np.float32)
         boxes[:count] = np.stack([y1 / h, x1 / w, y2 / h, x2 / w], -1)
         scores, classes = np.zeros(limit, np.float32), np.zeros(limit, np.float32)
-        scores[:count], classes[:count] = dets["scores"], dets["classes"] + 1
+        scores[:count], classes[:count] = dets["scores"], ids[dets["classes"]]
         for key, value in zip(OUTPUT_KEYS, (boxes, scores, classes, count), strict=True):
             rows[key].append(value)
     return {key: np.array(value) for key, value in rows.items()}
