@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
+def converted_file(tmp_path_factory):
+    """The official synthetic weights as a checkpoint, through the converter: hg104.weights.h5."""
     manifest = json.loads((DATA / "official_cornernet_manifest.json").read_text())
     weights = make_weights_module().make_weights(manifest, 0)
     np.testing.assert_allclose(
@@ -32,8 +33,13 @@ def converted(tmp_path_factory):
     del weights
     assert run_script("convert_weights", str(checkpoint), str(output)) == 0
     checkpoint.unlink()
+    return output
+
+
+@pytest.fixture(scope="module")
+def converted(converted_file):
     model = build_model(load_config(ROOT / "configs/hourglass104.yaml"))
-    model.load_weights(str(output))
+    model.load_weights(str(converted_file))
     return model
 
 
@@ -91,3 +97,26 @@ def test_inference_model_matches_the_official_outputs(converted, reference, wino
     for key, name in OFFICIAL_NAMES.items():
         ours = np.transpose(out[key].numpy(), (0, 3, 1, 2))
         np.testing.assert_allclose(ours, reference[name][1], atol=1e-4, rtol=1e-4, err_msg=key)
+
+
+def test_converted_coco_weights_fine_tune_to_new_classes(converted, converted_file):
+    """The fine-tuning recipe at full size: the converted 80-class weights into the 3-class
+    Hourglass-104 of configs/custom_example.yaml."""
+    from cornernet_tf.finetune import init_weights
+    from cornernet_tf.heads import HEAT_BIAS
+
+    config = load_config(ROOT / "configs/custom_example.yaml")
+    model = build_model(config)
+    fresh = init_weights(model, converted_file, config.source)
+    layers = sorted(line.split(":")[0] for line in fresh)
+    assert layers == ["br_heats.0/1", "br_heats.1/1", "tl_heats.0/1", "tl_heats.1/1"]
+    loaded = {v.path: v for v in converted.weights}
+    for variable in model.weights:
+        if variable.path.split("/")[1] in {layer.split("/")[0] for layer in layers} and (
+            variable.path.split("/")[2] == "1"
+        ):
+            assert variable.shape[-1] == 3
+            if variable.path.endswith("bias"):
+                np.testing.assert_allclose(variable.numpy(), HEAT_BIAS)
+        else:
+            np.testing.assert_array_equal(variable.numpy(), loaded[variable.path].numpy())
