@@ -31,24 +31,36 @@ class CommandError(Exception):
     """A command cannot go on; the message says why (file, field, value) and what to do."""
 
 
-def parser(doc: str, *, config_default: str | None = None, inputs: str | None = None):
+def parser(
+    doc: str, *, config_default: str | None = None, inputs: str | None = None, weights=False
+):
     """An ArgumentParser described by the first paragraph of `doc` (the rest is the epilog),
     with --config and the positional / --set config overrides. `inputs` (a metavar, e.g.
     "IMAGE"): one or more positional inputs, among which the overrides may stand; `parse` puts
     them in `args.inputs`. Without inputs, `parse` adds the positional overrides after the
-    command's own positional arguments."""
+    command's own positional arguments. `weights`: the command takes --weights, and --config
+    may then be left out when the weights are a training run's folder (its config.yaml)."""
     summary, _, details = doc.strip().partition("\n\n")
     result = argparse.ArgumentParser(
         description=summary,
         epilog=details or None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    default = f"; default {config_default}" if config_default else ""
+    if weights:
+        default = "; default: the config.yaml of --weights when that is a training run's folder"
     result.add_argument(
         "--config",
+        required=config_default is None and not weights,
         default=config_default,
-        help="a YAML config file or a packaged config name (tiny, hourglass104)"
-        + (f"; default {config_default}" if config_default else ""),
+        help=f"a YAML config file or a packaged config name (tiny, hourglass104){default}",
     )
+    if weights:
+        result.add_argument(
+            "--weights",
+            required=True,
+            help="trained weights: a .weights.h5 file, a .keras model or a training run's folder",
+        )
     if inputs:
         help = f"{inputs.lower()}s, and config overrides key=value among them"
         result.add_argument("inputs", nargs="+", metavar=inputs, help=help)
@@ -63,14 +75,6 @@ def parser(doc: str, *, config_default: str | None = None, inputs: str | None = 
         help="config overrides (the same as the positional ones)",
     )
     return result
-
-
-def add_weights(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--weights",
-        required=True,
-        help="trained weights: a .weights.h5 file, a .keras model or a training run's folder",
-    )
 
 
 def add_inference(parser: argparse.ArgumentParser, winograd: bool = True) -> None:
@@ -95,10 +99,13 @@ def parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
         help = "config overrides, e.g. test.flip=false"
         parser.add_argument("overrides", nargs="*", metavar="key=value", help=help)
     args = parser.parse_intermixed_args(argv)
-    if args.config is None:
-        run_config = Path(getattr(args, "weights", None) or "") / "config.yaml"
-        if not getattr(args, "weights", None) or not run_config.is_file():
-            parser.error("the following arguments are required: --config")
+    if args.config is None:  # only commands with --weights leave it out
+        run_config = Path(args.weights) / "config.yaml"
+        if not run_config.is_file():
+            parser.error(
+                f"--config is required: --weights {args.weights} is not a training run's folder "
+                "with a config.yaml"
+            )
         args.config = str(run_config)
     overrides = list(getattr(args, "overrides", []))
     if hasattr(args, "inputs"):

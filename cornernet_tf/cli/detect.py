@@ -20,8 +20,7 @@ from cornernet_tf import cli
 
 @cli.command
 def main(argv=None) -> int:
-    parser = cli.parser(__doc__, inputs="IMAGE")
-    cli.add_weights(parser)
+    parser = cli.parser(__doc__, inputs="IMAGE", weights=True)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--threshold", type=float, default=0.3, help="min score drawn and listed")
     cli.add_inference(parser)

@@ -20,8 +20,7 @@ from cornernet_tf import cli
 
 @cli.command
 def main(argv=None) -> int:
-    parser = cli.parser(__doc__)
-    cli.add_weights(parser)
+    parser = cli.parser(__doc__, weights=True)
     parser.add_argument("--annotations", required=True, help="COCO-format JSON")
     parser.add_argument("--images", required=True, help="folder of the images named in it")
     parser.add_argument(

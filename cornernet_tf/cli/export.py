@@ -30,8 +30,7 @@ from cornernet_tf import cli
 
 @cli.command
 def main(argv=None) -> int:
-    parser = cli.parser(__doc__)
-    cli.add_weights(parser)
+    parser = cli.parser(__doc__, weights=True)
     parser.add_argument("--out", required=True, help="model folder, e.g. exported/cornernet")
     parser.add_argument("--version", type=int, default=1, help="version sub-folder (default 1)")
     parser.add_argument("--input-size", type=int, help="fixed square input side, e.g. 511")
