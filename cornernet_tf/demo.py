@@ -118,8 +118,8 @@ def export(train_dir: Path, weights: Path, folder: Path) -> int:
 
 
 def plot_loss(history: Path, path: Path) -> None:
-    """Training loss terms (running means within each checkpoint chunk) and validation loss, from
-    the training log history.jsonl, as a PNG."""
+    """Training loss terms (running means within each checkpoint chunk), validation loss and
+    validation AP, from the training log history.jsonl, as a PNG."""
     if not history.exists():
         return
     import matplotlib
@@ -128,7 +128,7 @@ def plot_loss(history: Path, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
-    figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
+    figure, axes = plt.subplots(figsize=(6, 4.4), dpi=120)
     steps = [r["step"] for r in rows]
     for key in ("loss", "focal", "pull", "push", "offset"):
         axes.plot(steps, [r[key] for r in rows], label=key, linewidth=1.2)
@@ -137,8 +137,15 @@ def plot_loss(history: Path, path: Path) -> None:
         axes.plot(*zip(*val, strict=True), "o-", label="validation loss", color="black")
     axes.set(xlabel="step", ylabel="loss", yscale="log", title="training on the shapes")
     axes.grid(alpha=0.3, which="both")
-    axes.legend()
-    figure.tight_layout()
+    handles, labels = axes.get_legend_handles_labels()
+    ap = [(r["step"], r["AP"]) for r in rows if "AP" in r]
+    if ap:  # the validation AP of train.eval_every, on its own axis
+        right = axes.twinx()
+        (line,) = right.plot(*zip(*ap, strict=True), "s--", color="tab:cyan", label="validation AP")
+        right.set(ylabel="AP", ylim=(0, 1))
+        handles, labels = handles + [line], labels + ["validation AP"]
+    figure.legend(handles, labels, fontsize=8, loc="lower center", ncol=4, frameon=False)
+    figure.tight_layout(rect=(0, 0.1, 1, 1))
     figure.savefig(path)
     plt.close(figure)
 

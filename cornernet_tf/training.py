@@ -258,6 +258,9 @@ class TrainingLog(keras.callbacks.Callback):
         self.history_path = log_dir / "history.jsonl"
         self.history: list[dict] = []
 
+    def on_train_begin(self, logs=None):
+        self.previous_step = int(self.model.optimizer.iterations.numpy())
+
     def _saved_score(self) -> float:
         """The best score of this run so far (resume), or the worst possible."""
         if self.score_path.exists():
@@ -291,12 +294,14 @@ class TrainingLog(keras.callbacks.Callback):
         with self.writer.as_default(step=step):
             lr = self.model.optimizer.learning_rate
             tf.summary.scalar("learning_rate", float(lr(step) if callable(lr) else lr))
-            if t.eval_every and step % t.eval_every == 0 and self.val_source is not None:
+            due = t.eval_every and step // t.eval_every > self.previous_step // t.eval_every
+            if due and self.val_source is not None:
                 ap = self.evaluate()
                 logs.update(ap)
                 for name, value in ap.items():
                     tf.summary.scalar(f"validation/{name}", value)
                 print(f"\nstep {step}: validation AP {ap['AP']:.4f}, AP50 {ap['AP50']:.4f}")
+        self.previous_step = step
         Path(self.history_path).parent.mkdir(parents=True, exist_ok=True)
         with open(self.history_path, "a") as history:  # running means within each chunk
             for row in self.history + [{"step": step, **logs}]:
