@@ -432,9 +432,9 @@ def test_fine_tuning_beats_training_from_scratch(tmp_path):
     from cornernet_tf.shapes import write_dataset
     from cornernet_tf.training import train
 
-    write_dataset(tmp_path / "shapes", train=200, val=40, size=127)
+    write_dataset(tmp_path / "shapes", train=200, val=40, size=95)
     overrides = {
-        "data.input_size": [127, 127],
+        "data.input_size": [95, 95],
         "data.train_annotations": str(tmp_path / "shapes/train.json"),
         "data.train_images": str(tmp_path / "shapes/train"),
         "data.val_annotations": str(tmp_path / "shapes/val.json"),
@@ -447,7 +447,7 @@ def test_fine_tuning_beats_training_from_scratch(tmp_path):
     train(config, tmp_path / "base", verbose=0)
     results = demo.compare_finetuning(config, tmp_path / "base", 200, tmp_path / "compare")
     tuned, scratch = results["fine-tuned"]["AP"], results["scratch"]["AP"]
-    assert tuned > 2 * scratch and tuned > scratch + 0.05, results  # measured: 0.210 vs 0.059
+    assert tuned > 2 * scratch and tuned > scratch + 0.05, results  # measured: 0.176 vs 0.051
 
 
 def test_resuming_with_another_category_map_is_refused(tmp_path):
