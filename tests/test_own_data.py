@@ -439,15 +439,15 @@ def test_fine_tuning_beats_training_from_scratch(tmp_path):
         "data.train_images": str(tmp_path / "shapes/train"),
         "data.val_annotations": str(tmp_path / "shapes/val.json"),
         "data.val_images": str(tmp_path / "shapes/val"),
-        "train.steps": 400,
-        "train.checkpoint_every": 400,
+        "train.steps": 300,
+        "train.checkpoint_every": 300,
         "train.log_images_every": 0,
     }
     config = load_config(ROOT / "configs/tiny.yaml", overrides)
     train(config, tmp_path / "base", verbose=0)
-    results = demo.compare_finetuning(config, tmp_path / "base", 200, tmp_path / "compare")
+    results = demo.compare_finetuning(config, tmp_path / "base", 150, tmp_path / "compare")
     tuned, scratch = results["fine-tuned"]["AP"], results["scratch"]["AP"]
-    assert tuned > 2 * scratch and tuned > scratch + 0.05, results  # measured: 0.176 vs 0.051
+    assert tuned > 2 * scratch and tuned > scratch + 0.05, results  # measured: 0.149 vs 0.015
 
 
 def test_resuming_with_another_category_map_is_refused(tmp_path):
