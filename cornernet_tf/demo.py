@@ -191,10 +191,9 @@ def compare_finetuning(config, base: Path, steps: int, out: Path) -> dict[str, d
         print(f"\n== {name}: {steps} steps on the signs" + (f" from {base}" if init else ""))
         if (out / name).exists():
             shutil.rmtree(out / name)
-        trained = train(run, out / name)
+        train(run, out / name)
         config_used = load_config(out / name / "config.yaml")
         results[name] = evaluate(config_used, out / name / "final.weights.h5", out / name)
-        del trained
     print(f"\n{'signs, ' + str(steps) + ' steps':<22} {'AP':>6} {'AP50':>6}")
     for name, result in results.items():
         print(f"{name:<22} {result['AP']:>6.3f} {result['AP50']:>6.3f}")

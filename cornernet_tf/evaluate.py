@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cornernet_tf.data.coco import AnnotationError, load_annotations
+from cornernet_tf.data.coco import AnnotationError, coco_index, load_annotations
 
 __all__ = [
     "STAT_NAMES",
@@ -144,11 +144,8 @@ def evaluate_examples(detect, examples, category_ids, class_names) -> dict:
     `examples`, an iterable of {image, boxes (N, 4) xyxy pixels, classes (N,) indices}: the
     examples become the ground truth (category ids by the map `category_ids`). Returns
     `CocoEvaluator.result()`."""
-    from pycocotools.coco import COCO
-
     images, annotations = [], []
     categories = [{"id": int(c), "name": n} for c, n in zip(category_ids, class_names, strict=True)]
-    coco = COCO()
     detections = []
     for k, example in enumerate(examples, start=1):
         image = np.asarray(example["image"])
@@ -167,9 +164,7 @@ def evaluate_examples(detect, examples, category_ids, class_names) -> dict:
                 }
             )
         detections.append((k, detect(image)))
-    coco.dataset = {"images": images, "annotations": annotations, "categories": categories}
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
+    coco = coco_index({"images": images, "annotations": annotations, "categories": categories})
     evaluator = CocoEvaluator(coco, category_ids)
     for k, dets in detections:
         evaluator.update(k, dets["boxes"], dets["scores"], dets["classes"])

@@ -33,18 +33,15 @@ _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")
 
 
 def serving_outputs(
-    dets: dict, height, width, max_detections: int, category_ids=None
+    dets: dict, height, width, max_detections: int, category_ids
 ) -> dict[str, tf.Tensor]:
     """detect_image's output for one image -> the padded, normalised serving outputs; classes
-    become category ids by `category_ids` (None: index + 1)."""
+    become category ids by the map `category_ids` (`cornernet_tf.config.category_ids`)."""
     x1, y1, x2, y2 = tf.unstack(dets["boxes"], axis=-1)
     h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
     count = tf.shape(dets["scores"])[0]
     pad = [[0, max_detections - count]]
-    if category_ids is None:
-        ids = dets["classes"] + 1
-    else:
-        ids = tf.gather(tf.constant(list(category_ids), tf.int32), dets["classes"])
+    ids = tf.gather(tf.constant(list(category_ids), tf.int32), dets["classes"])
 
     def padded(value):
         return tf.pad(value, pad + [[0, 0]] * (value.shape.rank - 1))

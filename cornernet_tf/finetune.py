@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf.model import ARCHITECTURE, RUN_WEIGHTS, CornerNet
+from cornernet_tf.model import ARCHITECTURE, RUN_WEIGHTS, CornerNet, resolve_weights
 
 # the layers whose shapes depend on the class count: the only ones initialised afresh
 CLASS_LAYERS = ("tl_heats.", "br_heats.")
@@ -59,11 +59,11 @@ def source_file(path) -> Path:
     are resolved. Raises ValueError naming `path` when there is nothing to load."""
     path = Path(path)
     if path.is_dir():
-        for name in RUN_WEIGHTS:
-            if (path / name).is_file():
-                return path / name
-        for folder in (path, path / "checkpoints"):
-            latest = tf.train.latest_checkpoint(str(folder))
+        try:
+            return Path(resolve_weights(path))
+        except ValueError:
+            latest = tf.train.latest_checkpoint(str(path))
+            latest = latest or tf.train.latest_checkpoint(str(path / "checkpoints"))
             if latest:
                 return Path(latest)
         raise ValueError(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -351,8 +352,6 @@ RUN_WEIGHTS = ("best.weights.h5", "final.weights.h5")
 def resolve_weights(path) -> str:
     """`path`, or for a training run's folder its best weights, else its final weights.
     Raises ValueError naming the folder when it holds neither."""
-    from pathlib import Path
-
     folder = Path(path)
     if not folder.is_dir():
         return str(path)

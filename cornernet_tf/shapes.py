@@ -177,8 +177,8 @@ def pick_colour(rng: np.random.Generator, avoid: list[np.ndarray]) -> np.ndarray
 def make_image(rng: np.random.Generator, size: int, classes: dict | None = None):
     """One image (uint8 HxWx3) and its objects: dicts of category_id, bbox, area, colours.
     classes: {category id: shape name}, a value of CLASS_SETS (default: the four shapes)."""
-    ids = list(classes or CLASS_SETS["shapes"])
-    names = [(classes or CLASS_SETS["shapes"])[i] for i in ids]
+    classes = classes or CLASS_SETS["shapes"]
+    ids, names = list(classes), list(classes.values())
     canvas = background(rng, size)
     objects = []  # dict(box, full, visible, colour, ...)
     for _ in range(int(rng.integers(1, 6))):

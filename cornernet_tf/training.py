@@ -49,24 +49,23 @@ def sources(config: Config):
     """(config with its category map and class names filled in, train source, validation
     source or None), from the data section of the config, every record checked (DataError)."""
     data = config.data
-    if data.train_tfrecords:
+    if data.train_tfrecords:  # the config's map, validated against num_classes with the config
         ids = category_ids(config)
         train = tfrecord_source(data.train_tfrecords, ids)
         names = data.class_names
-        where = f"the category map {list(ids)}"
     elif data.train_annotations and data.train_images:
         train = coco_source(data.train_annotations, data.train_images, data.category_ids)
         ids, names = train.category_ids, data.class_names or train.class_names
-        where = "data.category_ids" if data.category_ids else f"{data.train_annotations}"
+        if len(ids) != config.model.num_classes:  # a map read from the file
+            raise DataError(
+                f"{config.source}: model.num_classes is {config.model.num_classes}, but "
+                f"{data.train_annotations} has {len(ids)} categories (ids {list(ids)}): set "
+                f"model.num_classes={len(ids)}"
+            )
     else:
         raise TrainingError(
             f"{config.source}: no training data: set data.train_annotations and "
             "data.train_images (COCO JSON + folder) or data.train_tfrecords"
-        )
-    if len(ids) != config.model.num_classes:
-        raise DataError(
-            f"{config.source}: model.num_classes is {config.model.num_classes}, but {where} has "
-            f"{len(ids)} categories (ids {list(ids)}): set model.num_classes={len(ids)}"
         )
     data = dataclasses.replace(data, category_ids=tuple(ids), class_names=tuple(names))
     config = dataclasses.replace(config, data=data)

@@ -47,12 +47,14 @@ def main(argv=None) -> int:
     for warning in coco.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     records, ids, names = coco.records, np.array(coco.category_ids), coco.class_names
-    source_ids = {r[0]: image_id for image_id, r in zip(coco.image_ids, records, strict=True)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     paths = [f"{args.out}-{k:05d}-of-{args.shards:05d}.tfrecord" for k in range(args.shards)]
     writers = [tf.io.TFRecordWriter(p) for p in paths]
     skipped = []
-    for n, (path, boxes, classes) in enumerate(tqdm(records, desc="writing", unit="image")):
+    numbered = zip(coco.image_ids, records, strict=True)
+    for n, (image_id, (path, boxes, classes)) in enumerate(
+        tqdm(numbered, total=len(records), desc="writing", unit="image")
+    ):
         try:
             with Image.open(path) as image:
                 width, height = image.size
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
             "image/height": _ints([height]),
             "image/width": _ints([width]),
             "image/filename": _bytes(Path(path).name.encode()),
-            "image/source_id": _bytes(str(source_ids[path]).encode()),
+            "image/source_id": _bytes(str(image_id).encode()),
             "image/object/bbox/xmin": _floats(boxes[:, 0] / width),
             "image/object/bbox/ymin": _floats(boxes[:, 1] / height),
             "image/object/bbox/xmax": _floats(boxes[:, 2] / width),

@@ -377,7 +377,7 @@ def test_serving_classes_are_category_ids():
     assert outputs["detection_classes"].numpy().tolist() == [42.0, 3.0, 0.0]
     batch = {key: value.numpy()[None] for key, value in outputs.items()}
     assert pixel_detections(batch, 0, 20, 20, (3, 17, 42))["classes"].tolist() == [2, 0]
-    plain = serving_outputs(dets, 20, 20, 3)
+    plain = serving_outputs(dets, 20, 20, 3, category_ids=(1, 2, 3))
     assert plain["detection_classes"].numpy().tolist() == [3.0, 1.0, 0.0]
 
 

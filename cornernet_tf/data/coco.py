@@ -31,8 +31,6 @@ def load_annotations(path: str | Path):
     Annotations with an unknown category id or a malformed box are left out, each with a warning
     naming the file and the annotation; returns (COCO, list of warnings).
     """
-    from pycocotools.coco import COCO
-
     path = Path(path)
     data = _read_json(path)
     categories = {c.get("id") for c in data["categories"]}
@@ -45,11 +43,18 @@ def load_annotations(path: str | Path):
         else:
             kept.append(ann)
     data["annotations"] = kept
+    return coco_index(data), warnings
+
+
+def coco_index(data: dict):
+    """A pycocotools COCO object of a COCO dict, indexed without its console output."""
+    from pycocotools.coco import COCO
+
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
-    return coco, warnings
+    return coco
 
 
 def _annotation_problem(ann: dict, categories: set, images: set) -> str | None:

@@ -3,6 +3,8 @@ and read with the shards interleaved."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
@@ -69,8 +71,7 @@ def tfrecord_source(pattern: str, category_ids) -> Source:
         ]
         boxes = tf.stack(coords, axis=-1)
         classes = table.lookup(tf.sparse.to_dense(ex["image/object/class/label"]))
-        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        keep &= (boxes[:, 0] < 1) & (boxes[:, 1] < 1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        keep = usable_boxes(boxes)
         boxes = boxes * tf.stack([shape[1], shape[0], shape[1], shape[0]])
         return {
             "image": image,
@@ -88,71 +89,88 @@ def tfrecord_source(pattern: str, category_ids) -> Source:
     )
 
 
-class TfrecordCheck:
-    """What `check_tfrecords` found: usable (records), skipped {(file index, record index)},
-    warnings, summary."""
+def usable_boxes(boxes):
+    """Which normalised [xmin, ymin, xmax, ymax] boxes have an area and overlap the image: the
+    rule of the start-up check (NumPy) and of the loader (TensorFlow) alike."""
+    xmin, ymin, xmax, ymax = (boxes[:, i] for i in range(4))
+    return (xmax > xmin) & (ymax > ymin) & (xmin < 1) & (ymin < 1) & (xmax > 0) & (ymax > 0)
 
-    def __init__(self):
-        self.usable, self.skipped, self.warnings, self.summary = 0, set(), [], ""
+
+@dataclasses.dataclass
+class TfrecordCheck:
+    """What `check_tfrecords` found: usable records, skipped {(file index, record index)},
+    boxes kept and dropped, warnings, summary."""
+
+    usable: int = 0
+    skipped: set = dataclasses.field(default_factory=set)
+    boxes: int = 0
+    dropped: int = 0
+    warnings: list = dataclasses.field(default_factory=list)
+    summary: str = ""
 
 
 def check_tfrecords(files, category_ids) -> TfrecordCheck:
     """Reads every record's labels, boxes, source id and first image bytes (no decoding): raises
     DataError naming the file, the record, the field and the value for a label outside the map
     or a duplicate image/source_id; a run with no usable record stops."""
-    allowed = set(int(c) for c in category_ids)
-    check, seen, boxes_total, dropped = TfrecordCheck(), {}, 0, 0
+    allowed = {int(c) for c in category_ids}
+    check, seen = TfrecordCheck(), {}
     for f, file in enumerate(files):
-        records = tf.data.TFRecordDataset(file).batch(256)
-        k = 0
-        for batch in records:
-            parsed = tf.io.parse_example(batch, _CHECKED)
-            heads = tf.strings.substr(parsed["image/encoded"], 0, 16).numpy()
-            labels = tf.RaggedTensor.from_sparse(parsed["image/object/class/label"]).to_list()
-            coords = [
-                tf.RaggedTensor.from_sparse(parsed[f"image/object/bbox/{c}"]).to_list()
-                for c in ("xmin", "ymin", "xmax", "ymax")
-            ]
-            for j, source_id in enumerate(parsed["image/source_id"].numpy()):
-                where = f"{file}: record {k}" + (
-                    f" (image/source_id {source_id.decode()!r})" if source_id else ""
+        for k, record in enumerate(_parsed_records(file)):
+            where = f"{file}: record {k}"
+            if record["source_id"]:
+                where += f" (image/source_id {record['source_id']!r})"
+            bad = [v for v in record["labels"] if v not in allowed]
+            if bad:
+                raise DataError(
+                    f"{where}: image/object/class/label {bad[0]} is not in the category map "
+                    f"{sorted(allowed)} (set data.category_ids to the dataset's ids)"
                 )
-                bad = [v for v in labels[j] if v not in allowed]
-                if bad:
-                    raise DataError(
-                        f"{where}: image/object/class/label {bad[0]} is not in the category "
-                        f"map {sorted(allowed)} (set data.category_ids to the dataset's ids)"
-                    )
-                if source_id:
-                    if source_id in seen:
-                        raise DataError(
-                            f"{where}: duplicate image/source_id {source_id.decode()!r}, "
-                            f"also {seen[source_id]}"
-                        )
-                    seen[source_id] = f"{file}: record {k}"
-                if not is_image(heads[j]):
-                    check.skipped.add((f, k))
-                    check.warnings.append(f"{where} left out: image/encoded is not an image")
-                else:
-                    box = np.array([c[j] for c in coords], np.float32).T.reshape(-1, 4)
-                    bad_box = (
-                        (box[:, 2] <= box[:, 0]) | (box[:, 3] <= box[:, 1])
-                        | (box[:, 0] >= 1) | (box[:, 1] >= 1) | (box[:, 2] <= 0) | (box[:, 3] <= 0)
-                    )  # fmt: skip
-                    for n in np.flatnonzero(bad_box):
-                        check.warnings.append(
-                            f"{where}: box {n} left out: {box[n].tolist()} (xmin, ymin, xmax, "
-                            "ymax) has no area or lies outside the image"
-                        )
-                    dropped += int(bad_box.sum())
-                    boxes_total += len(box) - int(bad_box.sum())
-                    check.usable += 1
-                k += 1
+            if record["source_id"] in seen:
+                raise DataError(
+                    f"{where}: duplicate image/source_id {record['source_id']!r}, "
+                    f"also {seen[record['source_id']]}"
+                )
+            if record["source_id"]:
+                seen[record["source_id"]] = f"{file}: record {k}"
+            if not is_image(record["head"]):
+                check.skipped.add((f, k))
+                check.warnings.append(f"{where} left out: image/encoded is not an image")
+                continue
+            keep = usable_boxes(record["boxes"])
+            for n in np.flatnonzero(~keep):
+                check.warnings.append(
+                    f"{where}: box {n} left out: {record['boxes'][n].tolist()} (xmin, ymin, "
+                    "xmax, ymax) has no area or lies outside the image"
+                )
+            check.boxes += int(keep.sum())
+            check.dropped += int((~keep).sum())
+            check.usable += 1
     if not check.usable:
         raise DataError(f"{files[0]}...: no usable record in {len(files)} file(s)")
     check.summary = (
-        f"{len(files)} TFRecord file(s): {check.usable} images, {boxes_total} boxes, "
+        f"{len(files)} TFRecord file(s): {check.usable} images, {check.boxes} boxes, "
         f"{len(allowed)} categories; left out {len(check.skipped)} records (not an image), "
-        f"{dropped} boxes"
+        f"{check.dropped} boxes"
     )
     return check
+
+
+def _parsed_records(file):
+    """The records of one file, parsed 256 at a time: labels, boxes (N, 4) normalised,
+    source_id (str, "" when absent) and the first 16 bytes of image/encoded."""
+    for batch in tf.data.TFRecordDataset(file).batch(256):
+        parsed = tf.io.parse_example(batch, _CHECKED)
+        heads = tf.strings.substr(parsed["image/encoded"], 0, 16).numpy()
+        labels = tf.RaggedTensor.from_sparse(parsed["image/object/class/label"]).to_list()
+        coords = [
+            tf.RaggedTensor.from_sparse(parsed[f"image/object/bbox/{c}"]).to_list()
+            for c in ("xmin", "ymin", "xmax", "ymax")
+        ]
+        for j, source_id in enumerate(parsed["image/source_id"].numpy()):
+            yield {
+                "labels": labels[j],
+                "boxes": np.array([c[j] for c in coords], np.float32).T.reshape(-1, 4),
+                "source_id": source_id.decode(),
+                "head": heads[j],
+            }
