@@ -1,14 +1,19 @@
-"""The hourglass module (the official recursive `kp_module`), NHWC.
+"""The hourglass module (the official recursive `kp_module` / `hg_module`), NHWC.
 
-One level with widths (curr, next) and m residuals:
-    up1  = m x Residual(curr)                   at full resolution
-    low1 = Residual(next, stride 2) + (m-1) x Residual(next)     (no max-pool: CornerNet strides)
-    low2 = the next level, or, at the bottom, modules[-1] x Residual(next)
-    low3 = (m-1) x Residual(next) + Residual(curr)
-    out  = up1 + nearest_upsample_x2(low3)      (no ReLU)
+One level with widths (curr, next) and m blocks (Residual, or Fire for CornerNet-Squeeze):
+    up1  = m x Block(curr)                      at full resolution
+    low1 = Block(next, stride 2) + (m-1) x Block(next)     (no max-pool: CornerNet strides)
+    low2 = the next level, or, at the bottom, modules[-1] x Block(next)
+    low3 = (m-1) x Block(next) + Block(curr)
+    out  = up1 + up2(low3)                      (no ReLU)
+up2 doubles the size: nearest neighbour (Hourglass-104), or CornerNet-Squeeze's
+`ConvTranspose2d(curr, curr, 4, stride 2, padding 1)` with bias, which is Keras's
+`Conv2DTranspose(curr, 4, strides 2, "same")`.
 
 Hourglass-104 (CornerNet): depth 5, dims 256,256,384,384,384,512, modules 2,2,2,2,2,4
-(configs/hourglass104.yaml); configs/tiny.yaml is a small one for tests and the demo.
+(configs/hourglass104.yaml); CornerNet-Squeeze: depth 4, dims 256,256,384,384,512, modules
+2,2,2,2,4, fire blocks, transposed upsampling (configs/squeeze.yaml); configs/tiny.yaml is a
+small one for tests and the demo.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from collections.abc import Sequence
 
 import keras
 
-from cornernet_tf.layers import Block, Residual, serializable
+from cornernet_tf.layers import Block, Fire, Residual, serializable
+
+BLOCKS = {"residual": Residual, "fire": Fire}
+UPSAMPLES = ("nearest", "transposed")
 
 
 @serializable
@@ -29,35 +37,52 @@ class Hourglass(Block):
         depth: int,
         dims: Sequence[int],
         modules: Sequence[int],
+        block: str = "residual",
+        upsample: str = "nearest",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if block not in BLOCKS:
+            raise ValueError(f"Hourglass: block must be one of {list(BLOCKS)}, got {block!r}")
+        if upsample not in UPSAMPLES:
+            raise ValueError(
+                f"Hourglass: upsample must be one of {list(UPSAMPLES)}, got {upsample!r}"
+            )
         if len(dims) != depth + 1 or len(modules) != depth + 1:
             raise ValueError(
                 f"Hourglass: depth {depth} needs {depth + 1} dims and modules, "
                 f"got dims={list(dims)} modules={list(modules)}"
             )
         self.depth, self.dims, self.modules = depth, tuple(dims), tuple(modules)
+        self.block, self.upsample = block, upsample
         curr, nxt, m = dims[0], dims[1], modules[0]
         variants = self.variants
+        kind = BLOCKS[block]
 
         def residual(filters, name, stride=1):
-            return Residual(filters, stride=stride, **variants, name=name)
+            return kind(filters, stride=stride, **variants, name=name)
 
         self.up1 = [residual(curr, f"up1.{i}") for i in range(m)]
         self.low1 = [residual(nxt, "low1.0", stride=2)] + [
             residual(nxt, f"low1.{i}") for i in range(1, m)
         ]
         if depth > 1:
-            self.low2 = Hourglass(depth - 1, dims[1:], modules[1:], **variants, name="low2")
+            self.low2 = Hourglass(
+                depth - 1, dims[1:], modules[1:], block, upsample, **variants, name="low2"
+            )
         else:
             self.low2 = [residual(nxt, f"low2.{i}") for i in range(modules[1])]
         self.low3 = [residual(nxt, f"low3.{i}") for i in range(m - 1)] + [
             residual(curr, f"low3.{m - 1}")
         ]
-        self.up2 = keras.layers.UpSampling2D(
-            2, interpolation="nearest", dtype=self.dtype_policy, name="up2"
-        )
+        if upsample == "nearest":
+            self.up2 = keras.layers.UpSampling2D(
+                2, interpolation="nearest", dtype=self.dtype_policy, name="up2"
+            )
+        else:
+            self.up2 = keras.layers.Conv2DTranspose(
+                curr, 4, strides=2, padding="same", dtype=self.dtype_policy, name="up2"
+            )
 
     def call(self, x, training=None):
         up1 = _run(self.up1, x, training)
@@ -75,6 +100,8 @@ class Hourglass(Block):
             "depth": self.depth,
             "dims": list(self.dims),
             "modules": list(self.modules),
+            "block": self.block,
+            "upsample": self.upsample,
         }
 
 

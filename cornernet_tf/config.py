@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from cornernet_tf.geometry import input_side_problem
+from cornernet_tf.geometry import OUTPUT_STRIDES, input_side_problem
 
 
 class ConfigError(ValueError):
@@ -33,6 +33,11 @@ class ModelConfig:
     cnv_dim: int = 256  # features fed to the corner modules and heads
     pool_dim: int = 128  # branch width inside the corner-pool modules
     num_classes: int = 80
+    # the family: Hourglass-104 (the defaults) or CornerNet-Squeeze (8, fire, transposed, 1)
+    output_stride: int = 4  # input / output maps: 4 (two stride-2 stem steps) or 8 (three)
+    block: str = "residual"  # of the hourglasses: "residual" or "fire"
+    upsample: str = "nearest"  # of the hourglasses: "nearest" or "transposed" (4x4 conv)
+    head_kernel: int = 3  # the first convolution of each head: 3 or 1
     corner_pool: str = "tf"  # "tf" | "scan" | "custom" | "auto" (`cornernet_tf.ops.corner_pool`)
 
     def validate(self, where: str) -> None:
@@ -49,6 +54,22 @@ class ModelConfig:
                 )
             if any(v < 1 for v in value):
                 raise ConfigError(f"{where}: model.{key} entries must be >= 1, got {list(value)}")
+        choices = {
+            "output_stride": OUTPUT_STRIDES,
+            "block": ("residual", "fire"),
+            "upsample": ("nearest", "transposed"),
+            "head_kernel": (1, 3),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(
+                    f"{where}: model.{key} must be one of {', '.join(map(str, allowed))}, "
+                    f"got {getattr(self, key)!r}"
+                )
+        if self.block == "fire" and any(d % 2 for d in self.dims):
+            raise ConfigError(
+                f"{where}: model.dims must be even for fire blocks, got {list(self.dims)}"
+            )
         if self.corner_pool not in ("tf", "scan", "custom", "auto"):
             raise ConfigError(
                 f"{where}: model.corner_pool must be one of tf, scan, custom, auto, "
@@ -205,7 +226,7 @@ class Config:
                     f"model.num_classes = {self.model.num_classes}: {list(values)}"
                 )
         for side in self.data.input_size:
-            if problem := input_side_problem(side, self.model.depth):
+            if problem := input_side_problem(side, self.model.depth, self.model.output_stride):
                 raise ConfigError(f"{self.source}: data.input_size side {problem}")
 
 

@@ -1,4 +1,5 @@
-"""Keras layers of CornerNet: ConvBN, Residual, CornerPool and the corner-pool module.
+"""Keras layers of the CornerNet family: ConvBN, Residual, Fire (CornerNet-Squeeze), CornerPool
+and the corner-pool module.
 
 Every sub-layer carries the name of the official PyTorch module it mirrors, so a variable's
 Keras path is the official state_dict key with "/" for "." (see `cornernet_tf.convert`).
@@ -261,6 +262,55 @@ class Residual(Block):
         if self.skip is not None:
             x = normalize(self.skip[1], self.skip[0](x), training)
         return conv_bn(self.conv2, self.bn2, y, training, skip=x, relu=True)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "stride": self.stride}
+
+
+@serializable
+class Fire(Block):
+    """The official CornerNet-Squeeze `fire_module` (squeeze ratio 2):
+    relu(bn2(concat(conv_1x1(s), conv_3x3(s))) (+ x)) with s = bn1(conv1(x)), no ReLU after bn1.
+
+    conv1 squeezes to filters / 2 channels (1x1); conv_1x1 (1x1) and conv_3x3 (depthwise 3x3,
+    padded 1 on every side) expand to filters / 2 each, both with the stride. The identity skip
+    exists only for stride 1 and an unchanged width.
+    """
+
+    def __init__(self, filters: int, stride: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        if filters % 2:
+            raise ValueError(f"{self.name}: a fire module needs an even width, got {filters}")
+        self.filters, self.stride = filters, stride
+        half, bias = filters // 2, not self.with_bn
+        self.conv1 = self.conv2d(half, 1, "conv1")
+        self.bn1 = self.batch_norm("bn1")
+        self.conv_1x1 = keras.layers.Conv2D(
+            half, 1, strides=stride, use_bias=bias, dtype=self.dtype_policy, name="conv_1x1"
+        )
+        # stride 2: explicit symmetric padding (Keras "same" would pad (0, 1) on even inputs)
+        self.conv_3x3 = keras.layers.DepthwiseConv2D(
+            3,
+            strides=stride,
+            padding="same" if stride == 1 else "valid",
+            use_bias=bias,
+            dtype=self.dtype_policy,
+            name="conv_3x3",
+        )
+        self.bn2 = self.batch_norm("bn2")
+        self.skip = False
+
+    def build(self, input_shape):
+        self.skip = self.stride == 1 and input_shape[-1] == self.filters
+
+    def call(self, x, training=None):
+        squeezed = normalize(self.bn1, self.conv1(x), training)
+        padded = squeezed
+        if self.stride != 1:
+            padded = keras.ops.pad(squeezed, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        expanded = keras.ops.concatenate([self.conv_1x1(squeezed), self.conv_3x3(padded)], -1)
+        y = normalize(self.bn2, expanded, training)
+        return keras.ops.relu(y + x if self.skip else y)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "stride": self.stride}

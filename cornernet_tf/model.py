@@ -1,9 +1,20 @@
-"""CornerNet: stem, stacked hourglasses, corner-pool modules and heads (the official `kp`).
+"""CornerNet: stem, stacked hourglasses, corner-pool modules and heads (the official `kp`), and
+the members of the family built from the same parts (CornerNet-Squeeze of CornerNet-Lite).
+
+The architecture is the constructor's first arguments (configs/*.yaml `model:`):
+    num_stacks, depth, dims, modules, stem_dim, cnv_dim, pool_dim, num_classes   as the official;
+    output_stride   4: the stem is conv 7x7 stride 2 + one stride-2 Residual (Hourglass-104);
+                    8: one more stride-2 Residual (CornerNet-Squeeze: 511 -> 64);
+    block           "residual" (Hourglass-104) or "fire" (CornerNet-Squeeze's fire module) in the
+                    hourglasses;
+    upsample        "nearest" or "transposed" (CornerNet-Squeeze's 4x4 stride-2 transposed conv);
+    head_kernel     3, or 1 (CornerNet-Squeeze): the first convolution of each head.
 
 Call contract (other modules and users rely on these names):
     images: float32 NHWC, already normalised as the official code does (BGR, (x/255 - mean)/std),
-            each side = 4 * 2**depth - 1 mod 4 * 2**depth (127 mod 128 for Hourglass-104).
-    model(images, training=False) -> dict of the FINAL stack, maps of side (H + 1) / 4:
+            each side = output_stride * 2**depth - 1 mod output_stride * 2**depth (127 mod 128 for
+            Hourglass-104 and CornerNet-Squeeze).
+    model(images, training=False) -> dict of the FINAL stack, maps of side (H + 1) / output_stride:
         tl_heatmap, br_heatmap (B,h,w,num_classes) logits before the sigmoid;
         tl_embedding, br_embedding (B,h,w,1);
         tl_offset, br_offset (B,h,w,2) with channel 0 = x, 1 = y.
@@ -37,7 +48,7 @@ import tensorflow as tf
 
 from cornernet_tf.backbone import Hourglass
 from cornernet_tf.config import Config
-from cornernet_tf.geometry import input_stride, output_size
+from cornernet_tf.geometry import OUTPUT_STRIDES, input_stride, output_size
 from cornernet_tf.heads import HEAD_NAMES, make_heads
 from cornernet_tf.layers import ConvBN, ConvBNLinear, CornerModule, Residual, serializable
 from cornernet_tf.losses import cornernet_loss
@@ -61,6 +72,10 @@ class CornerNet(keras.Model):
         cnv_dim: int = 256,
         pool_dim: int = 128,
         num_classes: int = 80,
+        output_stride: int = 4,
+        block: str = "residual",
+        upsample: str = "nearest",
+        head_kernel: int = 3,
         corner_pool: str = "tf",
         precision: str = "float32",
         with_bn: bool = True,
@@ -73,12 +88,15 @@ class CornerNet(keras.Model):
         **kwargs,
     ):
         _check_variant(corner_pool, precision, with_bn, winograd)
+        _check_architecture(output_stride, head_kernel)
         kwargs.pop("dtype", None)  # the precision decides
         super().__init__(name=name, dtype=PRECISIONS[precision], **kwargs)
         self.num_stacks, self.depth = num_stacks, depth
         self.dims, self.modules = tuple(dims), tuple(modules)
         self.stem_dim, self.cnv_dim, self.pool_dim = stem_dim, cnv_dim, pool_dim
         self.num_classes, self.corner_pool = num_classes, corner_pool
+        self.output_stride, self.block, self.upsample = output_stride, block, upsample
+        self.head_kernel = head_kernel
         self.precision, self.with_bn, self.winograd = precision, with_bn, winograd
         self.loss_weights = {
             "pull_weight": pull_weight,
@@ -90,11 +108,12 @@ class CornerNet(keras.Model):
         stacks = range(num_stacks)
         bn = {"with_bn": with_bn, "winograd": winograd, "dtype": self.dtype_policy}
         pools = {"implementation": corner_pool, **bn}
-        self.pre = [
-            ConvBN(stem_dim, 7, stride=2, **bn, name="pre.0"),
-            Residual(curr, stride=2, **bn, name="pre.1"),
+        steps = output_stride.bit_length() - 2  # stride-2 residuals after the 7x7 convolution
+        self.pre = [ConvBN(stem_dim, 7, stride=2, **bn, name="pre.0")] + [
+            Residual(curr, stride=2, **bn, name=f"pre.{i}") for i in range(1, steps + 1)
         ]
-        self.kps = [Hourglass(depth, dims, modules, **bn, name=f"kps.{s}") for s in stacks]
+        hourglass = {"block": block, "upsample": upsample, **bn}
+        self.kps = [Hourglass(depth, dims, modules, **hourglass, name=f"kps.{s}") for s in stacks]
         self.cnvs = [ConvBN(cnv_dim, 3, **bn, name=f"cnvs.{s}") for s in stacks]
         self.tl_cnvs = [
             CornerModule("tl", cnv_dim, pool_dim, **pools, name=f"tl_cnvs.{s}") for s in stacks
@@ -102,7 +121,7 @@ class CornerNet(keras.Model):
         self.br_cnvs = [
             CornerModule("br", cnv_dim, pool_dim, **pools, name=f"br_cnvs.{s}") for s in stacks
         ]
-        heads = {"winograd": winograd, "dtype": self.dtype_policy}
+        heads = {"winograd": winograd, "kernel": head_kernel, "dtype": self.dtype_policy}
         self.heads = [make_heads(s, curr, num_classes, **heads) for s in stacks]
         between = range(num_stacks - 1)
         self.inters_ = [ConvBNLinear(curr, **bn, name=f"inters_.{s}") for s in between]
@@ -113,7 +132,7 @@ class CornerNet(keras.Model):
     @property
     def stride(self) -> int:
         """Input sides must be stride - 1 modulo stride."""
-        return input_stride(self.depth)
+        return input_stride(self.depth, self.output_stride)
 
     @property
     def build_side(self) -> int:
@@ -189,7 +208,9 @@ class CornerNet(keras.Model):
         shape = images.shape[1:3]
         if None in shape:
             shape = tf.unstack(tf.shape(images)[1:3])
-        return with_heatmaps(targets, output_size(shape), self.num_classes)
+        return with_heatmaps(
+            targets, output_size(shape, self.output_stride), self.num_classes
+        )
 
     def train_step(self, data):
         images, targets = data
@@ -272,6 +293,10 @@ class CornerNet(keras.Model):
             "cnv_dim": self.cnv_dim,
             "pool_dim": self.pool_dim,
             "num_classes": self.num_classes,
+            "output_stride": self.output_stride,
+            "block": self.block,
+            "upsample": self.upsample,
+            "head_kernel": self.head_kernel,
             "corner_pool": self.corner_pool,
             "precision": self.precision,
             "with_bn": self.with_bn,
@@ -304,6 +329,15 @@ def _check_variant(corner_pool: str, precision: str, with_bn: bool, winograd: bo
         )
 
 
+def _check_architecture(output_stride: int, head_kernel: int) -> None:
+    if output_stride not in OUTPUT_STRIDES:
+        raise ValueError(
+            f"CornerNet: output_stride must be one of {list(OUTPUT_STRIDES)}, got {output_stride!r}"
+        )
+    if head_kernel not in (1, 3):
+        raise ValueError(f"CornerNet: head_kernel must be 1 or 3, got {head_kernel!r}")
+
+
 def parameter_table(model: CornerNet) -> list[tuple[str, int, int]]:
     """(part, trainable parameters, BN moving statistics) per top-level official module, in order.
 
@@ -332,6 +366,10 @@ def build_model(config: Config, precision: str = "float32") -> CornerNet:
         cnv_dim=m.cnv_dim,
         pool_dim=m.pool_dim,
         num_classes=m.num_classes,
+        output_stride=m.output_stride,
+        block=m.block,
+        upsample=m.upsample,
+        head_kernel=m.head_kernel,
         corner_pool=m.corner_pool,
         precision=precision,
         pull_weight=t.pull_weight,
@@ -344,7 +382,19 @@ def build_model(config: Config, precision: str = "float32") -> CornerNet:
 
 
 # the constructor arguments that make the architecture (the rest are variants and loss weights)
-ARCHITECTURE = ("num_stacks", "depth", "dims", "modules", "stem_dim", "cnv_dim", "pool_dim")
+ARCHITECTURE = (
+    "num_stacks",
+    "depth",
+    "dims",
+    "modules",
+    "stem_dim",
+    "cnv_dim",
+    "pool_dim",
+    "output_stride",
+    "block",
+    "upsample",
+    "head_kernel",
+)
 # the weights a training run writes, in the order a run folder given as weights is read
 RUN_WEIGHTS = ("best.weights.h5", "final.weights.h5")
 

@@ -60,16 +60,29 @@ def folded_weights(model: CornerNet) -> dict[str, np.ndarray]:
     values = {v.path: np.asarray(v.numpy(), np.float32) for v in model.weights}
     for path in [path for path in values if path.endswith("/gamma")]:  # one per BatchNorm
         parent, name = path.rsplit("/", 2)[:2]
-        conv = f"{parent}/{CONV_OF_BN[name]}"
         prefix = f"{parent}/{name}/"
         gamma, beta, mean, variance = (
             values.pop(prefix + key) for key in ("gamma", "beta", "moving_mean", "moving_variance")
         )
         scale = gamma / np.sqrt(variance + BN_EPSILON)
-        bias = values.get(f"{conv}/bias", np.zeros_like(mean))
-        values[f"{conv}/kernel"] = values[f"{conv}/kernel"] * scale  # HWIO: per output channel
-        values[f"{conv}/bias"] = beta + (bias - mean) * scale
+        shift = beta - mean * scale
+        if name == "bn2" and f"{parent}/conv_1x1/kernel" in values:
+            # a fire module: bn2 follows concat(conv_1x1, conv_3x3), half the channels each
+            half = len(scale) // 2
+            _fold(values, f"{parent}/conv_1x1", scale[:half], shift[:half])
+            _fold(values, f"{parent}/conv_3x3", scale[half:], shift[half:], depthwise=True)
+        else:
+            _fold(values, f"{parent}/{CONV_OF_BN[name]}", scale, shift)
     return values
+
+
+def _fold(values: dict, conv: str, scale, shift, depthwise: bool = False) -> None:
+    """conv's kernel and bias with y * scale + shift folded in (per output channel: the last
+    axis of an HWIO kernel, the third of a depthwise (k, k, C, 1) one)."""
+    kernel = values[f"{conv}/kernel"]
+    bias = values.get(f"{conv}/bias", np.zeros_like(shift))
+    values[f"{conv}/kernel"] = kernel * (scale[:, None] if depthwise else scale)
+    values[f"{conv}/bias"] = bias * scale + shift
 
 
 def variant(

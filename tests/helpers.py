@@ -95,3 +95,18 @@ def perfect_logits(targets, count, batch=1):
         out[f"{corner}_offset"] = np.repeat(offset.reshape(1, h, w, 2), batch, 0)
         out[f"{corner}_embedding"] = np.repeat(embedding.reshape(1, h, w, 1), batch, 0)
     return {k: tf.constant(v) for k, v in out.items()}
+
+
+def make_lite_weights_module():
+    """The reference `make_lite_weights.py` (numpy only; imports make_weights.py beside it)."""
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(DATA))
+    try:
+        spec = importlib.util.spec_from_file_location("make_lite_weights", DATA / "make_lite_weights.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(DATA))
+    return module

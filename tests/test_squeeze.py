@@ -1,0 +1,112 @@
+"""CornerNet-Squeeze (CornerNet-Lite) against the official PyTorch outputs.
+
+The official weights are regenerated with the reference make_lite_weights.py (seed 0, 127 MB),
+written as a CornerNet-Lite state_dict (`module.hg.*` keys), converted by cornernet-convert
+--config squeeze and loaded into a fresh model: the path a user takes with
+CornerNet_Squeeze_500000.pkl.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cornernet_tf import build_model, load_config
+from cornernet_tf.convert import WeightMismatchError, load_official_weights
+from cornernet_tf.model import parameter_table
+from cornernet_tf.optimize import inference_model
+from tests.helpers import DATA, OFFICIAL_NAMES, load_fixture, make_lite_weights_module, run_script
+
+
+@pytest.fixture(scope="module")
+def lite_weights():
+    manifest = json.loads((DATA / "squeeze_manifest.json").read_text())
+    module = make_lite_weights_module()
+    weights = module.make_lite_weights(manifest, 0)
+    key, index, expected = module.SEED0_CHECK["squeeze"]
+    np.testing.assert_allclose(weights[key][index], expected, rtol=1e-6)
+    return weights
+
+
+@pytest.fixture(scope="module")
+def squeeze():
+    return build_model(load_config("squeeze"))
+
+
+@pytest.fixture(scope="module")
+def converted(lite_weights, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("squeeze")
+    checkpoint, output = folder / "squeeze_seed0.npz", folder / "squeeze.weights.h5"
+    np.savez(checkpoint, **{"module." + k: v for k, v in lite_weights.items()})
+    assert run_script("convert_weights", str(checkpoint), str(output), "--config", "squeeze") == 0
+    model = build_model(load_config("squeeze"))
+    model.load_weights(str(output))
+    return model
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return load_fixture("squeeze_parity_public.npz")
+
+
+def test_parameter_count_is_the_official_one(squeeze):
+    trainable = sum(math.prod(v.shape) for v in squeeze.trainable_weights)
+    moving = sum(math.prod(v.shape) for v in squeeze.non_trainable_weights)
+    assert trainable == 31_771_852
+    assert moving == 77_568
+    manifest = json.loads((DATA / "squeeze_manifest.json").read_text())
+    tensors = [k for k, _, _ in manifest if not k.endswith("num_batches_tracked")]
+    assert len(squeeze.weights) == len(tensors) == 845
+
+
+def test_parameters_per_part(squeeze, lite_weights):
+    """Per official module, counted from the official state_dict's shapes."""
+    from cornernet_tf.convert import lite_to_cornernet
+
+    official = {}
+    for key, value in lite_weights.items():
+        if "running_" in key or key.endswith("num_batches_tracked"):
+            continue
+        part = lite_to_cornernet(key).split(".")
+        part = "pre" if part[0] == "pre" else ".".join(part[:2])
+        official[part] = official.get(part, 0) + value.size
+    ours = {part: trainable for part, trainable, _ in parameter_table(squeeze)}
+    assert ours == official
+
+
+def test_both_stacks_match_the_official_outputs(converted, reference):
+    images = np.transpose(reference["input"], (0, 2, 3, 1))  # NCHW -> NHWC
+    out = converted(images, training=False, all_stacks=True)
+    for key, name in OFFICIAL_NAMES.items():
+        ours = np.transpose(out[key].numpy(), (0, 1, 4, 2, 3))  # (S,B,h,w,C) -> (S,B,C,h,w)
+        assert ours.shape == reference[name].shape == (2, 1, ours.shape[2], 32, 32)
+        np.testing.assert_allclose(ours, reference[name], atol=1e-4, rtol=1e-4, err_msg=key)
+
+
+@pytest.mark.parametrize("corner_pool", ["scan", "custom"])
+def test_folded_and_other_pools_match_the_official_outputs(converted, reference, corner_pool):
+    if corner_pool == "custom":
+        from cornernet_tf.ops import custom
+
+        if custom.load() is None:
+            pytest.skip(f"compiled ops not built (run `make ops`): {custom.load_error()}")
+    folded = inference_model(converted, corner_pool=corner_pool)
+    assert not folded.with_bn
+    images = np.transpose(reference["input"], (0, 2, 3, 1))
+    out = folded(images, training=False)
+    for key, name in OFFICIAL_NAMES.items():
+        ours = np.transpose(out[key].numpy(), (0, 3, 1, 2))
+        np.testing.assert_allclose(ours, reference[name][-1], atol=1e-4, rtol=1e-4, err_msg=key)
+
+
+def test_hourglass104_checkpoint_is_refused_naming_the_first_mismatch(squeeze, lite_weights):
+    hourglass = build_model(load_config("hourglass104", {"model.num_stacks": 1}))
+    with pytest.raises(WeightMismatchError) as info:
+        load_official_weights(hourglass, lite_weights, source="CornerNet_Squeeze_500000.pkl")
+    message = str(info.value)
+    assert "CornerNet_Squeeze_500000.pkl does not fit the model" in message
+    assert "CornerNet-Lite (hg.*)" in message
+    # the first variable in the model's order: the first residual's 3x3 conv in the hourglass
+    assert "first mismatch kps.0.up1.0.conv1.weight: checkpoint (128, 256, 1, 1)" in message
+    assert "model (3, 3, 256, 256)" in message
