@@ -104,7 +104,9 @@ def make_lite_weights_module():
 
     sys.path.insert(0, str(DATA))
     try:
-        spec = importlib.util.spec_from_file_location("make_lite_weights", DATA / "make_lite_weights.py")
+        spec = importlib.util.spec_from_file_location(
+            "make_lite_weights", DATA / "make_lite_weights.py"
+        )
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
