@@ -121,6 +121,7 @@ class TestConfig:
     nms_kernel: int = 3  # max-pool NMS window on the heatmaps
     ae_threshold: float = 0.5  # max embedding distance of a pair
     num_dets: int = 1000  # pairs kept per image and scale
+    no_border: bool = False  # reject pairs with a corner on the map's border (CornerNet-Lite)
     scales: tuple[float, ...] = (1.0,)  # multi-scale: 0.5, 0.75, 1, 1.25, 1.5
     flip: bool = True  # flip test: add the mirrored image's detections
     soft_nms_sigma: float = 0.5  # Gaussian soft-NMS: score *= exp(-iou^2 / sigma)

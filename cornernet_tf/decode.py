@@ -9,6 +9,9 @@
        classes differ, the embeddings are farther apart than ae_threshold, or br is left of or
        above tl (strict comparisons, after the offsets);
     5. the num_dets best pairs.
+no_border (CornerNet-Lite's `_decode`, used by CornerNet-Saccade's test): pairs whose tl corner
+lies on row 0 or column 0, or whose br corner on the last row or column (integer positions,
+before the offsets), are rejected too.
 Boxes are in output-map pixels; classes are 0-based (the tl corner's class).
 """
 
@@ -18,7 +21,13 @@ import tensorflow as tf
 
 
 def decode(
-    outputs: dict, *, k: int = 100, kernel: int = 3, ae_threshold: float = 0.5, num_dets: int = 1000
+    outputs: dict,
+    *,
+    k: int = 100,
+    kernel: int = 3,
+    ae_threshold: float = 0.5,
+    num_dets: int = 1000,
+    no_border: bool = False,
 ) -> dict[str, tf.Tensor]:
     """Decodes the final-stack dict of CornerNet (NHWC logits) into detections.
 
@@ -44,6 +53,12 @@ def decode(
     tl_e, br_e = pair(tl["embeddings"], br["embeddings"])
     scores = (tl_s + br_s) / 2
     rejected = (tl_c != br_c) | (tf.abs(tl_e - br_e) > ae_threshold) | (br_x < tl_x) | (br_y < tl_y)
+    if no_border:
+        shape = tf.shape(outputs["br_heatmap"])
+        tl_edge = (tl["rows"] == 0) | (tl["columns"] == 0)
+        br_edge = (br["rows"] == shape[1] - 1) | (br["columns"] == shape[2] - 1)
+        tl_edge, br_edge = pair(tl_edge, br_edge)
+        rejected = rejected | tl_edge | br_edge
     scores = tf.where(rejected, tf.constant(-1.0, scores.dtype), scores)
     shape = tf.stack([batch, k * k])
     best, pairs = tf.math.top_k(tf.reshape(scores, shape), k=num_dets)
@@ -99,4 +114,6 @@ def _top_corners(heatmap, offset, embedding, k: int, kernel: int) -> dict[str, t
         "ys": tf.cast(ys, tf.float32) + offset[..., 1],
         "embeddings": gather_rows(embedding, position),
         "index": position,
+        "rows": ys,
+        "columns": xs,
     }

@@ -28,18 +28,24 @@ import tensorflow as tf
 
 from cornernet_tf.config import Config
 from cornernet_tf.decode import decode
-from cornernet_tf.geometry import input_side_problem, input_stride, output_size
+from cornernet_tf.geometry import OUTPUT_STRIDE, input_side_problem, input_stride, output_size
 from cornernet_tf.optimize import inference_model
 from cornernet_tf.preprocess import normalize_image
 
 
 def scale_geometry(
-    height, width, scale, stride: int = 128, input_size: int | None = None
+    height,
+    width,
+    scale,
+    stride: int = 128,
+    input_size: int | None = None,
+    output_stride: int = OUTPUT_STRIDE,
 ) -> dict[str, tf.Tensor]:
     """Sizes and offsets of the official test-time resize and pad of one scale (int32, float32).
 
     input_size=None: the official `new_size | (stride - 1)` input; an int N (N + 1 a multiple of
     the stride): every image is resized by `scale` and centred in an N x N input instead.
+    output_stride: input / output maps of the network (4, or 8 for CornerNet-Squeeze).
     """
     # At least one pixel (the official code fails on images that a scale shrinks to nothing).
     new_h = tf.maximum(tf.cast(tf.floor(tf.cast(height, tf.float64) * scale), tf.int32), 1)
@@ -49,7 +55,7 @@ def scale_geometry(
         inp_w = tf.bitwise.bitwise_or(new_w, stride - 1)
     else:
         inp_h = inp_w = tf.constant(input_size, tf.int32)
-    out_h, out_w = output_size((inp_h, inp_w))
+    out_h, out_w = output_size((inp_h, inp_w), output_stride)
     return {
         "new_size": tf.stack([new_h, new_w]),
         "input_size": tf.stack([inp_h, inp_w]),
@@ -68,10 +74,10 @@ def fit_scale(height, width, input_size: int) -> tf.Tensor:
     return (input_size + 1e-6) / longer
 
 
-def check_input_size(input_size: int, depth: int) -> int:
+def check_input_size(input_size: int, depth: int, output_stride: int = OUTPUT_STRIDE) -> int:
     """`input_size` if a depth-`depth` hourglass takes it (N + 1 a multiple of the stride), else
-    a ValueError."""
-    if problem := input_side_problem(input_size, depth):
+    a ValueError listing the valid sizes."""
+    if problem := input_side_problem(input_size, depth, output_stride):
         raise ValueError(f"input size {problem}")
     return input_size
 
@@ -103,11 +109,12 @@ def detect_image(
     """
     test = config.test
     shape = tf.shape(image)
-    stride = input_stride(config.model.depth)
+    depth, output_stride = config.model.depth, config.model.output_stride
+    stride = input_stride(depth, output_stride)
     if input_size is None:
         scales = test.scales
     else:
-        check_input_size(input_size, config.model.depth)
+        check_input_size(input_size, depth, output_stride)
         if len(test.scales) > 1:
             raise ValueError(
                 f"a fixed input size ({input_size}) runs one scale, but test.scales is "
@@ -116,7 +123,7 @@ def detect_image(
         scales = [fit_scale(shape[0], shape[1], input_size)]
     parts = []
     for scale in scales:
-        geometry = scale_geometry(shape[0], shape[1], scale, stride, input_size)
+        geometry = scale_geometry(shape[0], shape[1], scale, stride, input_size, output_stride)
         inputs = prepare_input(image, geometry, config.data)[None]
         if input_size is not None:
             inputs.set_shape([1, input_size, input_size, 3])  # static: for the unrolled pools
@@ -131,6 +138,7 @@ def detect_image(
             kernel=test.nms_kernel,
             ae_threshold=test.ae_threshold,
             num_dets=test.num_dets,
+            no_border=test.no_border,
         )
         x1, y1, x2, y2 = tf.unstack(dets["boxes"], axis=-1)
         if test.flip:

@@ -208,9 +208,7 @@ class CornerNet(keras.Model):
         shape = images.shape[1:3]
         if None in shape:
             shape = tf.unstack(tf.shape(images)[1:3])
-        return with_heatmaps(
-            targets, output_size(shape, self.output_stride), self.num_classes
-        )
+        return with_heatmaps(targets, output_size(shape, self.output_stride), self.num_classes)
 
     def train_step(self, data):
         images, targets = data

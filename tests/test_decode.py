@@ -123,3 +123,42 @@ def test_empty_targets_decode_to_nothing():
     )
     dets = decode(perfect_logits(targets, 0), k=20, num_dets=50)
     assert np.all(dets["scores"].numpy() < 0.01)
+
+
+@pytest.mark.parametrize(
+    "name, expected_valid",
+    [("squeeze", 10), ("saccade", 5), ("squeeze_no_border", 8), ("default_args", 43)],
+)
+def test_matches_the_official_lite_decode(name, expected_valid):
+    """CornerNet-Lite's _decode (no_border added) on lite_decode_public.npz, its 4 argument sets."""
+    ref = load_fixture("lite_decode_public.npz")
+    kwargs = dict(
+        k=int(ref[f"{name}_K"]),
+        kernel=int(ref[f"{name}_kernel"]),
+        ae_threshold=float(ref[f"{name}_ae_threshold"]),
+        num_dets=int(ref[f"{name}_num_dets"]),
+        no_border=bool(ref[f"{name}_no_border"]),
+    )
+    official = ref[f"detections_{name}"]
+    assert (official[..., 4] > -1).sum() == expected_valid
+    ours = as_rows(decode(final_stack(ref), **kwargs))
+    assert ours.shape == official.shape
+    assert_same_detections(ours, official)
+
+
+def test_no_border_rejects_exactly_the_border_pairs():
+    """The two no-border sets differ only by the pairs with a corner on the map's edge."""
+    ref = load_fixture("lite_decode_public.npz")
+    maps = final_stack(ref)
+    kept = as_rows(decode(maps, k=20, kernel=3, ae_threshold=0.5, num_dets=100))
+    inner = as_rows(decode(maps, k=20, kernel=3, ae_threshold=0.5, num_dets=100, no_border=True))
+    kept, inner = kept[0][kept[0, :, 4] > -1], inner[0][inner[0, :, 4] > -1]
+    planted = ref["planted"]  # [b, cls, x1, y1, x2, y2, ..., ix1, iy1, ix2, iy2]
+    on_edge = {
+        int(row[1])
+        for row in planted
+        if row[10] == 0 or row[11] == 0 or row[12] == 63 or row[13] == 63
+    }
+    dropped = {int(c) for c in kept[:, 7]} - {int(c) for c in inner[:, 7]}
+    assert len(kept) - len(inner) == 2
+    assert dropped <= on_edge

@@ -75,6 +75,7 @@ def test_parameters_per_part(squeeze, lite_weights):
     assert ours == official
 
 
+@pytest.mark.slow
 def test_both_stacks_match_the_official_outputs(converted, reference):
     images = np.transpose(reference["input"], (0, 2, 3, 1))  # NCHW -> NHWC
     out = converted(images, training=False, all_stacks=True)
@@ -84,6 +85,7 @@ def test_both_stacks_match_the_official_outputs(converted, reference):
         np.testing.assert_allclose(ours, reference[name], atol=1e-4, rtol=1e-4, err_msg=key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("corner_pool", ["scan", "custom"])
 def test_folded_and_other_pools_match_the_official_outputs(converted, reference, corner_pool):
     if corner_pool == "custom":
@@ -110,3 +112,79 @@ def test_hourglass104_checkpoint_is_refused_naming_the_first_mismatch(squeeze, l
     # the first variable in the model's order: the first residual's 3x3 conv in the hourglass
     assert "first mismatch kps.0.up1.0.conv1.weight: checkpoint (128, 256, 1, 1)" in message
     assert "model (3, 3, 256, 256)" in message
+
+
+def test_config_is_the_official_test_procedure():
+    ref = load_fixture("squeeze_testpath_public.npz")
+    test = load_config("squeeze").test
+    assert (test.top_k, test.nms_kernel, test.num_dets) == (20, 3, 100)
+    assert test.ae_threshold == ref["cfg_ae_threshold"] == 0.5
+    assert test.soft_nms_sigma == ref["cfg_soft_nms_sigma"] == 0.5
+    assert (test.scales, test.flip, test.no_border, test.max_per_image) == (
+        (1.0,),
+        False,
+        False,
+        100,
+    )
+
+
+def test_test_procedure_reproduces_the_official(monkeypatch):
+    """cornernet_inference of CornerNet-Lite on squeeze_testpath_public.npz: the image padded (not
+    resized) to 255 x 383, normalised; the official network + _decode output (`dets_raw`) mapped
+    back to the image, soft-NMS (sigma 0.5), the 100 best."""
+    import tensorflow as tf
+
+    from cornernet_tf import inference
+
+    ref = load_fixture("squeeze_testpath_public.npz")
+    config = load_config("squeeze")
+    seen = {}
+
+    class StandIn:  # the network: records its input; decode below returns the official output
+        def __call__(self, inputs, training=False):
+            seen["input"] = inputs.numpy()
+            return {"tl_heatmap": tf.zeros([1, 32, 48, 80])}
+
+    def official_decode(outputs, **kwargs):
+        seen["decode"] = kwargs
+        rows = tf.constant(ref["dets_raw"])
+        return {
+            "boxes": rows[..., :4],
+            "scores": rows[..., 4],
+            "tl_scores": rows[..., 5],
+            "br_scores": rows[..., 6],
+            "classes": tf.cast(rows[..., 7], tf.int32),
+        }
+
+    monkeypatch.setattr(inference, "decode", official_decode)
+    rgb = ref["image"][..., ::-1]  # the fixture is cv2's BGR
+    dets = inference.detect_image(StandIn(), tf.constant(rgb.copy()), config)
+
+    np.testing.assert_allclose(
+        seen["input"], np.transpose(ref["input"], (0, 2, 3, 1)), atol=1e-5, rtol=1e-6
+    )
+    assert seen["decode"] == dict(k=20, kernel=3, ae_threshold=0.5, num_dets=100, no_border=False)
+    geometry = inference.scale_geometry(200, 300, 1.0, 128, None, 8)
+    np.testing.assert_allclose(geometry["ratio"].numpy(), ref["ratios"][0], rtol=1e-7)
+    top, left = geometry["padding"].numpy()
+    assert [top, top + 200, left, left + 300] == ref["borders"][0].tolist()
+
+    # the official final_boxes [x1, y1, x2, y2, score, class 1..80] are in class order
+    final = ref["final_boxes"]
+    assert ref["softnms_nkeep"].sum() == len(final) == 10  # no stale soft-NMS rows here
+    order = np.argsort(-final[:, 4], kind="stable")
+    np.testing.assert_allclose(dets["boxes"].numpy(), final[order, :4], atol=1e-4)
+    np.testing.assert_allclose(dets["scores"].numpy(), final[order, 4], atol=1e-6)
+    np.testing.assert_array_equal(dets["classes"].numpy() + 1, final[order, 5])
+
+
+def test_input_sizes_the_stride_8_network_cannot_take_list_the_valid_ones(squeeze):
+    from cornernet_tf.config import ConfigError
+    from cornernet_tf.inference import check_input_size
+
+    with pytest.raises(ConfigError, match=r"side 500 .*valid: 127, 255, 383, 511"):
+        load_config("squeeze", {"data.input_size": [500, 500]})
+    with pytest.raises(ValueError, match=r"input size 300 .*output stride 8.* 255, 383, 511"):
+        check_input_size(300, 4, 8)
+    with pytest.raises(ValueError, match=r"input height 300 is not 127 mod 128"):
+        squeeze(np.zeros((1, 300, 255, 3), np.float32))

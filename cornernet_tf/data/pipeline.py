@@ -56,7 +56,7 @@ def prepare_example(example, seed, config: Config, training: bool):
         boxes,
         example["classes"],
         input_size=input_size,
-        output_size=output_size(input_size),
+        output_size=output_size(input_size, config.model.output_stride),
         max_objects=data.max_objects,
         gaussian_iou=data.gaussian_iou,
     )
