@@ -102,6 +102,24 @@ def test_folded_and_other_pools_match_the_official_outputs(converted, reference,
         np.testing.assert_allclose(ours, reference[name][-1], atol=1e-4, rtol=1e-4, err_msg=key)
 
 
+# bfloat16 (folded or not) against the official float32 outputs on the parity input: measured max
+# abs differences 0.0145 (heatmaps, |x| <= 3.6), 0.0142 (embeddings), 0.0126 (offsets); 0.03
+# leaves room and still fails if a layer computed in float16 or lost its scale.
+BFLOAT16_ATOL = 0.03
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fold", [True, False])
+def test_bfloat16_is_within_its_measured_tolerance(converted, reference, fold):
+    network = inference_model(converted, "bfloat16", fold=fold)
+    images = np.transpose(reference["input"], (0, 2, 3, 1))
+    out = network(images, training=False)
+    for key, name in OFFICIAL_NAMES.items():
+        ours = np.transpose(out[key].numpy(), (0, 3, 1, 2))
+        difference = np.abs(ours - reference[name][-1]).max()
+        assert 0 < difference < BFLOAT16_ATOL, (key, difference)
+
+
 def test_hourglass104_checkpoint_is_refused_naming_the_first_mismatch(squeeze, lite_weights):
     hourglass = build_model(load_config("hourglass104", {"model.num_stacks": 1}))
     with pytest.raises(WeightMismatchError) as info:
@@ -188,3 +206,22 @@ def test_input_sizes_the_stride_8_network_cannot_take_list_the_valid_ones(squeez
         check_input_size(300, 4, 8)
     with pytest.raises(ValueError, match=r"input height 300 is not 127 mod 128"):
         squeeze(np.zeros((1, 300, 255, 3), np.float32))
+
+
+def test_official_top_corners_and_no_pair_on_the_saved_maps(reference):
+    """The official 3x3 NMS + top-20 of the final stack, and its test-path output (random weights:
+    every pair rejected), from the saved raw maps."""
+    from cornernet_tf.decode import _top_corners, decode
+    from tests.test_decode import final_stack
+
+    maps = final_stack(reference, -1)
+    for corner in ("tl", "br"):
+        top = _top_corners(
+            maps[f"{corner}_heatmap"], maps[f"{corner}_offset"], maps[f"{corner}_embedding"], 20, 3
+        )
+        np.testing.assert_array_equal(top["index"], reference[f"topk_{corner}_inds"])
+        np.testing.assert_array_equal(top["classes"], reference[f"topk_{corner}_clses"])
+        np.testing.assert_allclose(top["scores"], reference[f"topk_{corner}_scores"], rtol=1e-6)
+    dets = decode(maps, k=20, kernel=3, ae_threshold=0.5, num_dets=100)
+    assert dets["scores"].shape == (1, 100)
+    assert np.all(dets["scores"].numpy() == -1) and np.all(reference["detections"][..., 4] == -1)
