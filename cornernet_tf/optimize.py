@@ -140,8 +140,27 @@ def inference_model(
         _check_winograd(precision, fold)
     if precision == "bfloat16":
         warn_if_bfloat16_is_emulated()
-    return variant(
+    network = variant(
         model, fold=fold, precision=precision, corner_pool=corner_pool, winograd=winograd
+    )
+    if winograd and (note := winograd_coverage(network)):
+        warnings.warn(note, RuntimeWarning, stacklevel=2)
+    return network
+
+
+def winograd_coverage(network: CornerNet) -> str | None:
+    """None when Winograd covers the convolutions it was meant for, else what it leaves out:
+    CornerNet-Squeeze's fire modules (1x1 and depthwise 3x3 convolutions, most of its
+    hourglasses' work) have no Winograd form and stay direct."""
+    if network.block != "fire":
+        return None
+    kernels = [v.path for v in network.weights if v.path.endswith("kernel")]
+    winograd = sum(path.endswith("/winograd_kernel") for path in kernels)
+    return (
+        f"winograd applies to {winograd} of the {len(kernels)} convolutions of this "
+        "CornerNet-Squeeze (the 3x3 stride-1 ones of the stem, the joins, the corner modules): "
+        "its fire modules' 1x1 and depthwise 3x3 convolutions have no Winograd form and run "
+        "direct"
     )
 
 

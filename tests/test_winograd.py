@@ -152,3 +152,22 @@ def test_detect_script_takes_winograd(tmp_path, tiny_weights, test_images):
     assert run_script("detect", *args) == 0
     results = json.loads((tmp_path / "out/detections.json").read_text())
     assert results[str(test_images[0])], "the seeded tiny model should detect something"
+
+
+def test_winograd_on_squeeze_says_what_it_leaves_out():
+    """CornerNet-Squeeze's fire modules have no Winograd form: the variant uses it where it
+    applies, says how many convolutions that is, and still computes the same outputs."""
+    config = load_config(
+        ROOT / "configs/tiny.yaml",
+        {"model.output_stride": 8, "model.block": "fire", "model.upsample": "transposed",
+         "model.head_kernel": 1, "model.depth": 2, "model.dims": [48, 64, 96],
+         "model.modules": [1, 1, 2]},
+    )  # fmt: skip
+    model = build_model(config)
+    with pytest.warns(RuntimeWarning, match=r"winograd applies to \d+ of the \d+ convolutions"):
+        network = inference_model(model, winograd=True)
+    assert any(isinstance(layer, WinogradConv2D) for layer in network._flatten_layers())
+    x = tf.random.stateless_normal([1, 127, 127, 3], seed=[1, 2])
+    expected = fold_batchnorm(model)(x)
+    for key, value in network(x).items():
+        np.testing.assert_allclose(value, expected[key], atol=2e-3, err_msg=key)
