@@ -53,6 +53,12 @@ def test_int_is_accepted_for_float():
         ({"model.dims": [64, 64]}, r"model\.dims needs depth \+ 1 = 4 entries"),
         ({"data.input_size": [256, 255]}, r"input_size side 256 does not fit.*31 mod 32"),
         ({"model.corner_pool": "cuda"}, r"corner_pool must be one of"),
+        ({"model.block": "bottleneck"}, r"model\.block must be one of residual, fire, got 'b"),
+        ({"model.output_stride": 16}, r"model\.output_stride must be one of 4, 8, got 16"),
+        ({"model.upsample": "bilinear"}, r"model\.upsample must be one of nearest, transposed"),
+        ({"model.head_kernel": 5}, r"model\.head_kernel must be one of 1, 3, got 5"),
+        ({"model.block": "fire", "model.dims": [48, 63, 96, 128]}, r"even for fire blocks"),
+        ({"model.output_stride": 8}, r"side 159 .*output stride 8.*valid: 63, 127, 191"),
         (["model.depth"], r"not of the form key=value"),
     ],
 )

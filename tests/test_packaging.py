@@ -45,7 +45,8 @@ def test_wheel_holds_the_configs_commands_and_metadata(installed):
         info = next(n for n in names if n.endswith(".dist-info/METADATA"))
         metadata = archive.read(info).decode()
         entry_points = archive.read(info.replace("METADATA", "entry_points.txt")).decode()
-    assert {"cornernet_tf/configs/tiny.yaml", "cornernet_tf/configs/hourglass104.yaml"} <= names
+    configs = ("tiny", "hourglass104", "squeeze", "tiny_squeeze")
+    assert {f"cornernet_tf/configs/{name}.yaml" for name in configs} <= names
     assert "cornernet_tf/cli/train.py" in names
     for command in COMMANDS:
         module = command.replace("-", "_")
