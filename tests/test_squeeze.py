@@ -250,3 +250,41 @@ def test_tiny_squeeze_learns_from_stride_8_targets(shapes):
     model.fit(tf.data.Dataset.from_tensors((images, targets)).repeat(20), verbose=0)
     after = float(model.compute_losses(images, targets, training=True)["loss"])
     assert np.isfinite(after) and after < 0.5 * before, (before, after)
+
+
+MICRO = {
+    "model.num_stacks": 2,
+    "model.depth": 1,
+    "model.dims": [16, 24],
+    "model.modules": [1, 2],
+    "model.stem_dim": 8,
+    "model.cnv_dim": 16,
+    "model.pool_dim": 8,
+}
+
+
+@pytest.mark.parametrize("name", ["lite_legacy.pkl", "lite_zip.pt"])
+def test_convert_reads_official_lite_checkpoints(name, tmp_path):
+    """CornerNet_Squeeze_500000.pkl's format (legacy torch.save, `module.hg.*` keys, CUDA-tagged
+    storages; and the zip format with num_batches_tracked), a micro Squeeze made by
+    tests/data/make_lite_checkpoint_fixtures.py: every variable holds its official value."""
+    from cornernet_tf.convert import lite_to_cornernet, official_key, to_keras
+
+    output = tmp_path / "micro.weights.h5"
+    overrides = [f"{key}={value}" for key, value in MICRO.items()]
+    args = [str(DATA / name), str(output), "--config", "tiny_squeeze", *overrides]
+    assert run_script("convert_weights", *args) == 0
+    model = build_model(load_config("tiny_squeeze", MICRO))
+    model.load_weights(str(output))
+    manifest = json.loads((DATA / "micro_squeeze_manifest.json").read_text())
+    official = make_lite_weights_module().make_lite_weights(manifest, 3)
+    official = {lite_to_cornernet(key): value for key, value in official.items()}
+    depthwise = 0
+    for variable in model.weights:
+        value = official[official_key(variable.path)]
+        depthwise += value.ndim == 4 and value.shape[1] == 1 and value.shape[0] > 1
+        expected = to_keras(variable.path.rsplit("/", 1)[1], value, variable.shape)
+        np.testing.assert_array_equal(variable.numpy(), expected, err_msg=variable.path)
+    assert (
+        len(model.weights) == len(official) and depthwise == 2 * 5
+    )  # fire modules: up1, low1, 2 low2, low3
