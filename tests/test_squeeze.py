@@ -288,3 +288,18 @@ def test_convert_reads_official_lite_checkpoints(name, tmp_path):
     assert (
         len(model.weights) == len(official) and depthwise == 2 * 5
     )  # fire modules: up1, low1, 2 low2, low3
+
+
+def test_config_is_the_official_training():
+    """configs/CornerNet_Squeeze.json: batch 55, Adam 2.5e-4 / 10 at 450k of 500k, input 511,
+    output 64 (output stride 8), the loss weights of CornerNet_Loss(pull 0.1, push 0.1)."""
+    from cornernet_tf.geometry import output_size
+
+    config = load_config("squeeze")
+    train = config.train
+    assert (train.batch_size, train.steps, train.learning_rate) == (55, 500_000, 2.5e-4)
+    assert train.decay_at * train.steps == 450_000
+    assert (train.pull_weight, train.push_weight, train.offset_weight) == (0.1, 0.1, 1.0)
+    assert config.data.input_size == (511, 511) and config.data.gaussian_iou == 0.3
+    assert output_size(config.data.input_size, config.model.output_stride) == (64, 64)
+    assert len(config.data.category_ids) == 80 and config.data.category_ids[-1] == 90
