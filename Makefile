@@ -9,7 +9,7 @@ OPS := cornernet_tf/ops/_custom_ops.so
 WEB_MODEL ?= exported/cornernet_tfjs
 WEB_SAMPLE ?= $(firstword $(wildcard runs/shapes/val/*.png))
 
-.PHONY: demo finetune-demo test test-fast lint benchmark clean web serve-web browser ops
+.PHONY: demo demo-squeeze finetune-demo test test-fast lint benchmark clean web serve-web browser ops
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml setup.py
 
 demo: $(STAMP)
 	$(VENV)/bin/cornernet-demo
+
+# the same job for a small CornerNet-Squeeze (configs/tiny_squeeze.yaml)
+demo-squeeze: $(STAMP)
+	$(VENV)/bin/cornernet-demo --config tiny_squeeze --out runs/demo_squeeze --export exported/tiny_squeeze --skip-table
 
 # the demo's model fine-tuned on three new classes against the same training from scratch
 finetune-demo: $(STAMP)
