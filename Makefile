@@ -52,9 +52,10 @@ ops: $(STAMP)
 $(OPS): $(STAMP) $(wildcard custom_ops/corner_pool/* custom_ops/winograd/*)
 	$(PY) custom_ops/build.py
 
-# the browser demo: web/dist from web/src, the vendored TF.js files and $(WEB_MODEL)
+# the browser demo: web/dist from web/src, the vendored TF.js files and the models of $(WEB_MODEL)
+# (one or more TF.js folders, each DIR or NAME=DIR; the page's picker offers them, the first first)
 web: $(NODE_STAMP)
-	node web/build.mjs --model $(WEB_MODEL) $(if $(WEB_SAMPLE),--sample $(WEB_SAMPLE))
+	node web/build.mjs $(foreach model,$(WEB_MODEL),--model $(model)) $(if $(WEB_SAMPLE),--sample $(WEB_SAMPLE))
 
 serve-web: $(STAMP)
 	$(PY) scripts/serve_web.py

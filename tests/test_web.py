@@ -2,6 +2,7 @@
 Chromium), its outputs equal the SavedModel's on the same image."""
 
 import base64
+import contextlib
 import json
 import shutil
 import subprocess
@@ -77,6 +78,33 @@ def test_node_outputs_equal_the_saved_model(exported_tfjs, test_images, tmp_path
         assert_close({k: v["data"] for k, v in answer["outputs"].items()}, expected)
 
 
+@pytest.mark.web
+def test_wasm_kernels_answer_empty_inputs():
+    """An image without detections gives the graph empty tensors: TF.js 4.22's WASM TopK traps on
+    them and its GatherV2 returns a 4-D shape; web/src/wasm_fixes.js answers both."""
+    script = """
+        import * as tf from '@tensorflow/tfjs';
+        import '@tensorflow/tfjs-backend-wasm';
+        import fixWasmKernels from './src/wasm_fixes.js';
+        fixWasmKernels(tf);
+        await tf.setBackend('wasm');
+        const top = tf.topk(tf.zeros([0]), 0);
+        const gathered = tf.gather(tf.zeros([0, 4]), tf.zeros([0], 'int32'));
+        const full = tf.topk(tf.tensor([3, 1, 2]), 2);
+        console.log(JSON.stringify({
+          backend: tf.getBackend(), top: [top.values.shape, top.indices.shape, top.indices.dtype],
+          gathered: gathered.shape, full: Array.from(await full.indices.data()),
+        }));
+    """
+    done = subprocess.run(
+        [node(), "--input-type=module", "-e", script], capture_output=True, text=True, cwd=WEB
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {
+        "backend": "wasm", "top": [[0], [0], "int32"], "gathered": [0, 4], "full": [0, 2]
+    }  # fmt: skip
+
+
 @pytest.mark.network
 def test_tfjs_model_files(exported_tfjs):
     model = json.loads((exported_tfjs["tfjs"] / "model.json").read_text())
@@ -128,25 +156,52 @@ def test_split_skip_biases_unfuses_an_activation_bias(tmp_path):
     assert after["good"]["op"] == "_FusedConv2D"
 
 
-@pytest.fixture(scope="module")
-def web_server(exported_tfjs, test_images, tmp_path_factory):
-    """web/build.mjs on the exported TF.js model, served by scripts/serve_web.py on a free port."""
-    dist = tmp_path_factory.mktemp("web") / "dist"
-    subprocess.run(
-        [node(), str(WEB / "build.mjs"), "--model", str(exported_tfjs["tfjs"]), "--out", str(dist),
-         "--sample", str(test_images[0])],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+def build_page(dist, models: list[str], sample=None):
+    """web/build.mjs: the page with `models` (each DIR or NAME=DIR; the first is shown first)."""
+    command = [node(), str(WEB / "build.mjs"), "--out", str(dist)]
+    for model in models:
+        command += ["--model", str(model)]
+    if sample:
+        command += ["--sample", str(sample)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@contextlib.contextmanager
+def served(dist):
+    """scripts/serve_web.py on `dist` at a free port: yields the page's URL."""
     server = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "serve_web.py"), "--dir", str(dist), "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )
-    line = server.stdout.readline()
-    assert "serving" in line, line
-    yield line.split()[-1]
-    server.terminate()
-    server.wait(10)
+    try:
+        line = server.stdout.readline()
+        assert "serving" in line, line
+        yield line.split()[-1]
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def browser_check(url, image, tmp_path, *args: str) -> dict:
+    """web/browser_check.mjs on the page at `url` with `image`: the state it writes."""
+    done = subprocess.run(
+        [node(), str(WEB / "browser_check.mjs"), url, str(image), str(tmp_path / "state.json"),
+         str(tmp_path / "page.png"), *args],
+        capture_output=True, text=True, cwd=WEB, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, f"headless Chromium run failed:\n{done.stderr[-3000:]}"
+    return json.loads((tmp_path / "state.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def web_server(exported_tfjs, test_images, tmp_path_factory):
+    """web/build.mjs on the exported TF.js model, served by scripts/serve_web.py on a free port."""
+    dist = tmp_path_factory.mktemp("web") / "dist"
+    build_page(dist, [exported_tfjs["tfjs"]], sample=test_images[0])
+    with served(dist) as url:
+        yield url
 
 
 @pytest.mark.web
@@ -156,14 +211,7 @@ def web_server(exported_tfjs, test_images, tmp_path_factory):
 def test_chromium_page_draws_the_saved_models_detections(
     web_server, exported_tfjs, test_images, tmp_path, backend
 ):
-    screenshot = tmp_path / "page.png"
-    done = subprocess.run(
-        [node(), str(WEB / "browser_check.mjs"), f"{web_server}?backend={backend}",
-         str(test_images[0]), str(tmp_path / "state.json"), str(screenshot)],
-        capture_output=True, text=True, cwd=WEB, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, f"headless Chromium run failed:\n{done.stderr[-3000:]}"
-    state = json.loads((tmp_path / "state.json").read_text())
+    state = browser_check(f"{web_server}?backend={backend}", test_images[0], tmp_path)
     assert state["backend"] == backend
     expected = saved_model_outputs(exported_tfjs, decoded(test_images[0]))
     assert_close(state["result"]["raw"], expected)
@@ -176,5 +224,10 @@ def test_chromium_page_draws_the_saved_models_detections(
     assert state["rows"] == int((expected["detection_scores"][0, :count] >= 0.4).sum())
     assert state["rows_at_zero"] == count
     assert f"backend {backend}" in state["status"]
+    # the only model of this build, named after its folder; the time of the run is shown
+    assert state["model"] == state["result"]["model"] == "cornernet_tfjs"
+    ms, rest = state["time"].split(" ", 1)
+    assert rest == f"ms per image (cornernet_tfjs, {backend})"
+    assert abs(float(ms) - state["result"]["ms"]) <= 0.5
     assert not [m for m in state["console"] if m.startswith(("error", "pageerror"))]
-    assert screenshot.stat().st_size > 10_000
+    assert (tmp_path / "page.png").stat().st_size > 10_000

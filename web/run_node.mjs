@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
+import fixWasmKernels from './src/wasm_fixes.js';
 
 const [modelDir, imagePath, outPath, repeats = '1', backend = 'cpu'] = process.argv.slice(2);
 if (!outPath) {
@@ -43,6 +44,7 @@ function fileHandler(dir) {
   };
 }
 
+fixWasmKernels(tf);
 await tf.setBackend(backend);
 const model = await tf.loadGraphModel(fileHandler(modelDir));
 const names = Object.keys(model.signature.outputs);
