@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Benchmarks, printed as tables. Compare numbers only within one run: machines differ.
 
-    python scripts/benchmark.py [--pools] [--model] [--targets] [--data] [--train-step]
-        [--compare-official] [--repeats N] [--size 511] [--threads T]
-        [--official-src CornerNet/ --torch-python PY]
+    python scripts/benchmark.py [--pools] [--model] [--squeeze] [--targets] [--data]
+        [--train-step] [--compare-official] [--repeats N] [--size 511] [--threads T]
+        [--official-src CornerNet/] [--official-lite-src CornerNet-Lite/] [--torch-python PY]
 
 --pools: corner pool implementations vs a plain copy of the same tensor, [4,128,128,128] float32,
          all four directions, forward and forward+backward (milliseconds, min of N runs).
@@ -14,6 +14,14 @@
          random weights with trained-like BatchNorm statistics and biases; then the float32
          ceiling of this CPU (GFLOP/s of a large matmul and of the most common convolution) and
          what the test path would take at that rate.
+--squeeze: the CornerNet-Squeeze test path (CornerNet-Lite, configs/squeeze.yaml), batch 1 at
+         511 (or --size when it is 128k - 1), with decode at the official Squeeze test arguments
+         (K=20, kernel 3, ae_threshold 0.5, num_dets 100), tf.function: as trained (BatchNorm not
+         folded) float32, folded float32, folded bfloat16, and folded float32 with Winograd 3x3
+         convolutions when the compiled ops are built; 4 x N interleaved rounds, seconds (min,
+         median) and GFLOP/s (102.5 GFLOP at 511, the official hook count, scaled by area),
+         random weights with trained-like BatchNorm statistics; then what its FLOPs take at the
+         float32 ceiling of this CPU.
 --targets: encode_targets per image at 511 (10 and 100 boxes, 80 classes) and decode of a
          128x128x80 final-stack output, in ms (decode also as a share of the model forward).
 --data:  images/s of the training input pipeline at 511 (decode, official augmentation, sparse
@@ -21,7 +29,8 @@
          heatmaps (80 classes) in the train step, and with --official-src the official loader.
 --train-step: one Hourglass-104 training step, batch 2 at 511, in seconds, float32 and
          mixed_bfloat16 (loss in float32), interleaved.
---compare-official: --model and --train-step, with the official rows when --official-src is given.
+--compare-official: --model, --squeeze and --train-step, with the official rows when the
+         official checkouts are given.
 Without any of these, all run. --threads T sets TF's intra- and inter-op threads (and the
 official torch threads) to T; by default both use every core.
 
@@ -30,11 +39,16 @@ checkout) in the same run and print ratios: the model's test path with the offic
 the same threads (scripts/official_timing.py, under a Python that has torch), and for --data the
 official loader kp_detection on one core (scripts/official_loader_timing.py; that Python needs
 opencv-python and tqdm too).
+--official-lite-src DIR: a princeton-vl/CornerNet-Lite checkout, for the official rows of
+--squeeze (official_timing.py --model squeeze: the official CornerNet_Squeeze `model()`, its test
+path with `_decode` at the same arguments, 4 x N runs before and after our rounds, the faster
+counts). An --official-src that is a CornerNet-Lite checkout is taken as --official-lite-src.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -48,6 +62,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 TEST_PATH_GFLOP_511 = 686.3  # 343.17 GMACs, official hook count (conv multiply-adds x 2)
+# CornerNet-Squeeze test path at 511: 51.23 GMACs by the same count (transposed convolutions as
+# input x output channels x 16), in GFLOP: stem 42.7, both hourglasses' fire modules 4.4 and
+# transposed upsampling 6.1, joins (cnvs, inters, inters_, cnvs_) 20.4, the final tl and br
+# corner modules 25.2, 1x1 heads 3.6
+SQUEEZE_GFLOP_511 = 102.5
+SQUEEZE_TEST = {"k": 20, "kernel": 3, "ae_threshold": 0.5, "num_dets": 100}  # the official test
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -286,30 +306,46 @@ def bench_train_step(repeats: int) -> None:
         print(f"  {policy:<16} {best:7.2f}   / float32 {best / base:5.2f}")
 
 
-def official_seconds(args) -> float:
-    """Min seconds of the official test path, from scripts/official_timing.py under torch."""
+def official_seconds(args, model: str = "cornernet", size=None, repeats=None) -> float:
+    """Min seconds of the official test path, from scripts/official_timing.py under torch:
+    CornerNet from --official-src, or (model "squeeze") CornerNet-Squeeze from
+    --official-lite-src."""
+    return official_times(args, model, size, repeats)[0]
+
+
+def official_times(args, model: str = "cornernet", size=None, repeats=None) -> tuple[float, float]:
+    """(min, median) seconds of the official test path (see official_seconds)."""
     command = [
         args.torch_python,
         str(ROOT / "scripts/official_timing.py"),
+        "--model",
+        model,
         "--official-src",
-        args.official_src,
+        args.official_lite_src if model == "squeeze" else args.official_src,
         "--size",
-        str(args.size),
+        str(size or args.size),
         "--repeats",
-        str(args.repeats),
+        str(repeats or args.repeats),
         "--threads",
         str(args.threads or os.cpu_count()),
     ]
-    return float(run_official(command, "seconds_min"))
+    line = run_official(command, "seconds_min", whole_line=True)
+    return tuple(
+        float(re.search(rf"{key}=([0-9.]+)", line).group(1))
+        for key in ("seconds_min", "seconds_median")
+    )
 
 
-def run_official(command: list[str], key: str) -> str:
-    """Runs an official-code timing script; returns `key` of its RESULT line."""
+def run_official(command: list[str], key: str, whole_line: bool = False) -> str:
+    """Runs an official-code timing script; returns `key` of its RESULT line (whole_line: the
+    line)."""
     result = subprocess.run(command, capture_output=True, text=True)
     match = re.search(rf"RESULT .*{key}=([0-9.]+)", result.stdout)
     if result.returncode or not match:
         raise SystemExit(f"error: the official timing failed:\n{result.stdout}{result.stderr}")
     print(result.stdout.strip().splitlines()[-1])
+    if whole_line:
+        return result.stdout[match.start() :].splitlines()[0]
     return match.group(1)
 
 
@@ -329,6 +365,7 @@ def trained_like_weights(model, seed: int = 0) -> None:
             variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype("float32"))
 
 
+@functools.cache
 def float32_ceiling(repeats: int) -> dict[str, float]:
     """GFLOP/s of the fastest float32 work TF does on this CPU: a large matrix product and the
     network's most common convolution (3x3, 256 -> 256 channels at 128 x 128, bias, ReLU), each
@@ -426,24 +463,142 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None) -> Non
     print(floor)
 
 
+def squeeze_size(size: int) -> int:
+    """`size` if CornerNet-Squeeze takes it (sides 128k - 1), else 511."""
+    if (size + 1) % 128 == 0:
+        return size
+    print(f"\n(CornerNet-Squeeze takes sides 128k - 1: --size {size} becomes 511 there)")
+    return 511
+
+
+def bench_squeeze(repeats: int, size: int, official_fn=None) -> None:
+    """The CornerNet-Squeeze test path, batch 1, with decode at the official Squeeze test
+    arguments: as trained (BatchNorm not folded) float32, folded float32 and folded bfloat16 (as
+    Detector / export run it), and folded float32 with Winograd 3x3 convolutions when the
+    compiled ops are built. official_fn, if given, times the official code ((min, median)
+    seconds): once before and once after our 4 x `repeats` interleaved rounds, the faster
+    counts."""
+    import warnings
+
+    import tensorflow as tf
+
+    from cornernet_tf import build_model, load_config
+    from cornernet_tf.decode import decode
+    from cornernet_tf.ops import custom
+    from cornernet_tf.optimize import bfloat16_slowness, inference_model
+
+    model = build_model(load_config("squeeze"))
+    trained_like_weights(model)
+    params = sum(int(tf.size(w)) for w in model.trainable_weights)
+    x = tf.random.stateless_normal([1, size, size, 3], seed=[1, 1])
+    gflop = SQUEEZE_GFLOP_511 * ((size + 1) / 512) ** 2
+
+    def path(network):
+        return tf.function(lambda t: decode(network(t, training=False), **SQUEEZE_TEST))
+
+    notes = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        variants = {
+            "as trained + decode": path(model),
+            "folded + decode": path(inference_model(model, "float32")),
+            "folded bf16 + decode": path(inference_model(model, "bfloat16")),
+        }
+        if custom.load() is not None:
+            variants["folded winograd + decode"] = path(inference_model(model, winograd=True))
+        else:
+            notes.append(f"no Winograd row: {custom.load_error()}")
+    notes += sorted({str(w.message) for w in caught})
+    times = {name: [] for name in variants}
+    for fn in variants.values():
+        fn(x)["scores"].numpy()  # warm-up: tracing
+    official = official_fn() if official_fn else None
+    for _ in range(4 * repeats):  # interleaved rounds: this machine's speed wanders
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn(x)["scores"].numpy()
+            times[name].append(time.perf_counter() - start)
+    if official_fn:
+        official = min(official, official_fn())
+    test = ", ".join(f"{k}={v}" for k, v in SQUEEZE_TEST.items())
+    print(
+        f"\nCornerNet-Squeeze test path (final stack) + decode ({test}), batch 1 x {size} x "
+        f"{size}, {gflop:.1f} GFLOP, {params:,} parameters; {cpu_name()}"
+    )
+    if reason := bfloat16_slowness():
+        notes.append(reason)
+    for note in notes:
+        print(f"  note: {note}")
+    print(f"{'variant':<25} {'min s':>7} {'median s':>9} {'GFLOP/s':>8} {'/ official':>11}")
+    if official is not None:
+        best, median = official
+        print(
+            f"{'official PyTorch':<25} {best:>7.3f} {median:>9.3f} {gflop / best:>8.0f} {1:>11.2f}"
+        )
+        official = best
+    for name, values in times.items():
+        best = min(values)
+        ratio = f"{best / official:>11.2f}" if official is not None else f"{'':>11}"
+        median = statistics.median(values)
+        print(f"{name:<25} {best:>7.3f} {median:>9.3f} {gflop / best:>8.0f} {ratio}")
+    if official is not None:
+        print(
+            "(the official time includes its _decode at the same arguments; its min and median "
+            "are those of the faster of its two timings)"
+        )
+    print(f"(GFLOP/s: the direct convolutions' {gflop:.1f} GFLOP per second; Winograd does less)")
+    rates = float32_ceiling(repeats)
+    best = max(rates.values())
+    which = max(rates, key=rates.get)
+    floor = f"float32 ceiling of this CPU under TF: {best:.0f} GFLOP/s ({which}); "
+    floor += f"direct convolutions at that rate: at least {gflop / best:.3f} s"
+    if official is not None:
+        floor += f", {gflop / best / official:.2f} x official"
+    print(floor)
+
+
+def official_kind(path: str | None) -> str | None:
+    """The kind of an official checkout: "cornernet" (princeton-vl/CornerNet), "lite"
+    (princeton-vl/CornerNet-Lite) or None."""
+    if path and (Path(path) / "core/models/CornerNet_Squeeze.py").is_file():
+        return "lite"
+    if path and (Path(path) / "models/CornerNet.py").is_file():
+        return "cornernet"
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pools", action="store_true")
     parser.add_argument("--model", action="store_true")
+    parser.add_argument("--squeeze", action="store_true", help="the CornerNet-Squeeze test path")
     parser.add_argument("--targets", action="store_true")
     parser.add_argument("--data", action="store_true")
     parser.add_argument("--train-step", action="store_true")
     parser.add_argument(
         "--compare-official",
         action="store_true",
-        help="the model and train-step tables side by side with the official code",
+        help="the model, Squeeze and train-step tables side by side with the official code",
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=511)
     parser.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: TF's)")
     parser.add_argument("--official-src", help="a princeton-vl/CornerNet checkout to compare with")
+    parser.add_argument(
+        "--official-lite-src", help="a princeton-vl/CornerNet-Lite checkout (for --squeeze)"
+    )
     parser.add_argument("--torch-python", default="python3", help="a Python with torch installed")
     args = parser.parse_args(argv)
+    if args.official_src and official_kind(args.official_src) == "lite":
+        args.official_lite_src = args.official_lite_src or args.official_src
+        args.official_src = None  # a CornerNet-Lite checkout: the official rows of --squeeze
+    for flag, path, kind in (
+        ("--official-src", args.official_src, "cornernet"),
+        ("--official-lite-src", args.official_lite_src, "lite"),
+    ):
+        if path and official_kind(path) != kind:
+            name = "CornerNet" if kind == "cornernet" else "CornerNet-Lite"
+            parser.error(f"{flag} {path}: not a princeton-vl/{name} checkout")
     import tensorflow as tf
 
     if args.threads:
@@ -452,8 +607,8 @@ def main(argv=None) -> int:
     threads = args.threads or os.cpu_count()
     print(f"TensorFlow {tf.__version__}, {cpu_name()}, {os.cpu_count()} CPUs, {threads} threads")
     if args.compare_official:
-        args.model = args.train_step = True
-    chosen = (args.pools, args.model, args.targets, args.data, args.train_step)
+        args.model = args.squeeze = args.train_step = True
+    chosen = (args.pools, args.model, args.squeeze, args.targets, args.data, args.train_step)
     everything = not any(chosen)
     if args.pools or everything:
         bench_pools(args.repeats)
@@ -465,12 +620,24 @@ def main(argv=None) -> int:
     if args.model or everything:
         official_fn = (lambda: official_seconds(args)) if args.official_src else None
         bench_model(args.repeats, args.size, official_fn, timings.get("decode"))
-    if not args.official_src:
+    if args.squeeze or everything:
+        size = squeeze_size(args.size)
+        official_fn = None
+        if args.official_lite_src:
+            runs = 4 * args.repeats
+            official_fn = functools.partial(official_times, args, "squeeze", size, runs)
+        bench_squeeze(args.repeats, size, official_fn)
+    if not args.official_src and (everything or args.model or args.data or args.train_step):
         print(
             "\n(no official rows: to time the official code in the same run, add\n"
             "  --official-src CornerNet/ --torch-python PY\n"
             "with a princeton-vl/CornerNet checkout and a Python that has torch, opencv-python "
             "and tqdm)"
+        )
+    if not args.official_lite_src and (everything or args.squeeze):
+        print(
+            "\n(no official CornerNet-Squeeze row: add --official-lite-src CornerNet-Lite/ "
+            "--torch-python PY with a princeton-vl/CornerNet-Lite checkout and a Python with torch)"
         )
     return 0
 
