@@ -3,7 +3,7 @@
     1. sigmoid; NMS by a kernel x kernel max-pool, keeping every position equal to its window max
        (plateaus keep all their maxima);
     2. the top k corners of each image over classes x positions, in the official (C, H, W) flat
-       order, so that ties come out as torch and tf.math.top_k list them (lower index first);
+       order, equal scores lower index first (tf.math.top_k's order; torch's is not fixed);
     3. corners moved by their offsets (channel 0 = x, 1 = y);
     4. all k x k (tl, br) pairs, scored (tl_score + br_score) / 2, and rejected (score -1) when the
        classes differ, the embeddings are farther apart than ae_threshold, or br is left of or

@@ -209,21 +209,13 @@ def test_input_sizes_the_stride_8_network_cannot_take_list_the_valid_ones(squeez
         squeeze(np.zeros((1, 300, 255, 3), np.float32))
 
 
-def test_official_top_corners_and_no_pair_on_the_saved_maps(reference):
-    """The official 3x3 NMS + top-20 of the final stack, and its test-path output (random weights:
-    every pair rejected), from the saved raw maps."""
-    from cornernet_tf.decode import _top_corners, decode
+def test_no_pair_on_the_saved_maps_as_officially(reference):
+    """The official test-path output of the parity weights (random: every pair rejected), from the
+    saved raw maps of the final stack (its top-20 corners: test_decode.py)."""
+    from cornernet_tf.decode import decode
     from tests.test_decode import final_stack
 
-    maps = final_stack(reference, -1)
-    for corner in ("tl", "br"):
-        top = _top_corners(
-            maps[f"{corner}_heatmap"], maps[f"{corner}_offset"], maps[f"{corner}_embedding"], 20, 3
-        )
-        np.testing.assert_array_equal(top["index"], reference[f"topk_{corner}_inds"])
-        np.testing.assert_array_equal(top["classes"], reference[f"topk_{corner}_clses"])
-        np.testing.assert_allclose(top["scores"], reference[f"topk_{corner}_scores"], rtol=1e-6)
-    dets = decode(maps, k=20, kernel=3, ae_threshold=0.5, num_dets=100)
+    dets = decode(final_stack(reference, -1), k=20, kernel=3, ae_threshold=0.5, num_dets=100)
     assert dets["scores"].shape == (1, 100)
     assert np.all(dets["scores"].numpy() == -1) and np.all(reference["detections"][..., 4] == -1)
 
