@@ -22,10 +22,10 @@ from collections.abc import Sequence
 
 import keras
 
+from cornernet_tf.config import FAMILY
 from cornernet_tf.layers import Block, Fire, Residual, serializable
 
-BLOCKS = {"residual": Residual, "fire": Fire}
-UPSAMPLES = ("nearest", "transposed")
+BLOCKS = {"residual": Residual, "fire": Fire}  # config.FAMILY["block"] -> the layer
 
 
 @serializable
@@ -42,12 +42,11 @@ class Hourglass(Block):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if block not in BLOCKS:
-            raise ValueError(f"Hourglass: block must be one of {list(BLOCKS)}, got {block!r}")
-        if upsample not in UPSAMPLES:
-            raise ValueError(
-                f"Hourglass: upsample must be one of {list(UPSAMPLES)}, got {upsample!r}"
-            )
+        for key, value in (("block", block), ("upsample", upsample)):
+            if value not in FAMILY[key]:
+                raise ValueError(
+                    f"Hourglass: {key} must be one of {list(FAMILY[key])}, got {value!r}"
+                )
         if len(dims) != depth + 1 or len(modules) != depth + 1:
             raise ValueError(
                 f"Hourglass: depth {depth} needs {depth + 1} dims and modules, "

@@ -16,6 +16,16 @@ import yaml
 
 from cornernet_tf.geometry import OUTPUT_STRIDES, input_side_problem
 
+# The architecture arguments that make the members of the family, and the values each takes
+# (Hourglass-104: 4, residual, nearest, 3; CornerNet-Squeeze: 8, fire, transposed, 1). The model
+# and its hourglass check their arguments against this table too.
+FAMILY = {
+    "output_stride": OUTPUT_STRIDES,
+    "block": ("residual", "fire"),
+    "upsample": ("nearest", "transposed"),
+    "head_kernel": (1, 3),
+}
+
 
 class ConfigError(ValueError):
     """A config file or override is wrong; the message names the file, the key and the value."""
@@ -54,13 +64,7 @@ class ModelConfig:
                 )
             if any(v < 1 for v in value):
                 raise ConfigError(f"{where}: model.{key} entries must be >= 1, got {list(value)}")
-        choices = {
-            "output_stride": OUTPUT_STRIDES,
-            "block": ("residual", "fire"),
-            "upsample": ("nearest", "transposed"),
-            "head_kernel": (1, 3),
-        }
-        for key, allowed in choices.items():
+        for key, allowed in FAMILY.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(
                     f"{where}: model.{key} must be one of {', '.join(map(str, allowed))}, "

@@ -16,10 +16,10 @@ e.g. `cornernet/kps.0/low2/low1.0/conv1/kernel` <- `kps.0.low2.low1.0.conv1.weig
 official trainer wraps the model in DummyModule) and the `num_batches_tracked` counters of newer
 torch are dropped.
 
-Two exceptions to the kernel transform: a depthwise kernel (CornerNet-Squeeze's fire modules,
-official (C, 1, 3, 3)) becomes (3, 3, C, 1) by transpose(2, 3, 0, 1), and a transposed
-convolution's (Squeeze's `up2`, official (in, out, 4, 4)) becomes Keras's (4, 4, out, in) by the
-same transpose(2, 3, 1, 0) as the others.
+One exception to the kernel transform: a depthwise kernel (CornerNet-Squeeze's fire modules,
+official (C, 1, 3, 3)) becomes (3, 3, C, 1) by transpose(2, 3, 0, 1). A transposed
+convolution's (Squeeze's `up2`, official (in, out, 4, 4)) takes the usual transpose(2, 3, 1, 0)
+to Keras's (4, 4, out, in).
 
 CornerNet-Lite checkpoints (CornerNet_Squeeze_500000.pkl) name the same modules differently; their
 keys are renamed first (`LITE_NAMES`): `hg.pre` -> `pre`, `hg.hgs` -> `kps`, `hg.cnvs` -> `cnvs`,

@@ -47,8 +47,8 @@ import keras
 import tensorflow as tf
 
 from cornernet_tf.backbone import Hourglass
-from cornernet_tf.config import Config
-from cornernet_tf.geometry import OUTPUT_STRIDES, input_stride, output_size
+from cornernet_tf.config import FAMILY, Config
+from cornernet_tf.geometry import input_stride, output_size
 from cornernet_tf.heads import HEAD_NAMES, make_heads
 from cornernet_tf.layers import ConvBN, ConvBNLinear, CornerModule, Residual, serializable
 from cornernet_tf.losses import cornernet_loss
@@ -88,7 +88,9 @@ class CornerNet(keras.Model):
         **kwargs,
     ):
         _check_variant(corner_pool, precision, with_bn, winograd)
-        _check_architecture(output_stride, head_kernel)
+        _check_architecture(
+            output_stride=output_stride, block=block, upsample=upsample, head_kernel=head_kernel
+        )
         kwargs.pop("dtype", None)  # the precision decides
         super().__init__(name=name, dtype=PRECISIONS[precision], **kwargs)
         self.num_stacks, self.depth = num_stacks, depth
@@ -327,13 +329,10 @@ def _check_variant(corner_pool: str, precision: str, with_bn: bool, winograd: bo
         )
 
 
-def _check_architecture(output_stride: int, head_kernel: int) -> None:
-    if output_stride not in OUTPUT_STRIDES:
-        raise ValueError(
-            f"CornerNet: output_stride must be one of {list(OUTPUT_STRIDES)}, got {output_stride!r}"
-        )
-    if head_kernel not in (1, 3):
-        raise ValueError(f"CornerNet: head_kernel must be 1 or 3, got {head_kernel!r}")
+def _check_architecture(**arguments) -> None:
+    for key, value in arguments.items():
+        if value not in FAMILY[key]:
+            raise ValueError(f"CornerNet: {key} must be one of {list(FAMILY[key])}, got {value!r}")
 
 
 def parameter_table(model: CornerNet) -> list[tuple[str, int, int]]:

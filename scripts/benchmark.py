@@ -270,7 +270,7 @@ def official_loader_rate(args, folder: Path) -> float:
         "--images",
         str(folder),
     ]
-    return float(run_official(command, "images_per_s"))
+    return float(run_official(command)["images_per_s"])
 
 
 def bench_train_step(repeats: int) -> None:
@@ -306,15 +306,10 @@ def bench_train_step(repeats: int) -> None:
         print(f"  {policy:<16} {best:7.2f}   / float32 {best / base:5.2f}")
 
 
-def official_seconds(args, model: str = "cornernet", size=None, repeats=None) -> float:
-    """Min seconds of the official test path, from scripts/official_timing.py under torch:
-    CornerNet from --official-src, or (model "squeeze") CornerNet-Squeeze from
-    --official-lite-src."""
-    return official_times(args, model, size, repeats)[0]
-
-
 def official_times(args, model: str = "cornernet", size=None, repeats=None) -> tuple[float, float]:
-    """(min, median) seconds of the official test path (see official_seconds)."""
+    """(min, median) seconds of the official test path, from scripts/official_timing.py under
+    torch: CornerNet from --official-src, or (model "squeeze") CornerNet-Squeeze from
+    --official-lite-src."""
     command = [
         args.torch_python,
         str(ROOT / "scripts/official_timing.py"),
@@ -329,24 +324,18 @@ def official_times(args, model: str = "cornernet", size=None, repeats=None) -> t
         "--threads",
         str(args.threads or os.cpu_count()),
     ]
-    line = run_official(command, "seconds_min", whole_line=True)
-    return tuple(
-        float(re.search(rf"{key}=([0-9.]+)", line).group(1))
-        for key in ("seconds_min", "seconds_median")
-    )
+    values = run_official(command)
+    return float(values["seconds_min"]), float(values["seconds_median"])
 
 
-def run_official(command: list[str], key: str, whole_line: bool = False) -> str:
-    """Runs an official-code timing script; returns `key` of its RESULT line (whole_line: the
-    line)."""
+def run_official(command: list[str]) -> dict[str, str]:
+    """Runs an official-code timing script; returns the key=value pairs of its RESULT line."""
     result = subprocess.run(command, capture_output=True, text=True)
-    match = re.search(rf"RESULT .*{key}=([0-9.]+)", result.stdout)
+    match = re.search(r"^RESULT (.*)$", result.stdout, re.MULTILINE)
     if result.returncode or not match:
         raise SystemExit(f"error: the official timing failed:\n{result.stdout}{result.stderr}")
     print(result.stdout.strip().splitlines()[-1])
-    if whole_line:
-        return result.stdout[match.start() :].splitlines()[0]
-    return match.group(1)
+    return dict(pair.split("=", 1) for pair in match.group(1).split() if "=" in pair)
 
 
 def trained_like_weights(model, seed: int = 0) -> None:
@@ -618,7 +607,7 @@ def main(argv=None) -> int:
     if args.train_step or everything:
         bench_train_step(args.repeats)
     if args.model or everything:
-        official_fn = (lambda: official_seconds(args)) if args.official_src else None
+        official_fn = (lambda: official_times(args)[0]) if args.official_src else None
         bench_model(args.repeats, args.size, official_fn, timings.get("decode"))
     if args.squeeze or everything:
         size = squeeze_size(args.size)

@@ -87,13 +87,10 @@ def test_both_stacks_match_the_official_outputs(converted, reference):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("corner_pool", ["scan", "custom"])
+@pytest.mark.parametrize(
+    "corner_pool", ["scan", pytest.param("custom", marks=pytest.mark.custom_op)]
+)
 def test_folded_and_other_pools_match_the_official_outputs(converted, reference, corner_pool):
-    if corner_pool == "custom":
-        from cornernet_tf.ops import custom
-
-        if custom.load() is None:
-            pytest.skip(f"compiled ops not built (run `make ops`): {custom.load_error()}")
     folded = inference_model(converted, corner_pool=corner_pool)
     assert not folded.with_bn
     images = np.transpose(reference["input"], (0, 2, 3, 1))
