@@ -10,10 +10,14 @@ up2 doubles the size: nearest neighbour (Hourglass-104), or CornerNet-Squeeze's
 `ConvTranspose2d(curr, curr, 4, stride 2, padding 1)` with bias, which is Keras's
 `Conv2DTranspose(curr, 4, strides 2, "same")`.
 
+The official `saccade_module` is the same module that also hands out every level's output
+(`call(x, levels=True)`), for CornerNet-Saccade's attention heads.
+
 Hourglass-104 (CornerNet): depth 5, dims 256,256,384,384,384,512, modules 2,2,2,2,2,4
 (configs/hourglass104.yaml); CornerNet-Squeeze: depth 4, dims 256,256,384,384,512, modules
-2,2,2,2,4, fire blocks, transposed upsampling (configs/squeeze.yaml); configs/tiny.yaml is a
-small one for tests and the demo.
+2,2,2,2,4, fire blocks, transposed upsampling (configs/squeeze.yaml); CornerNet-Saccade: depth 3,
+dims 256,384,384,512, modules 1,1,1,1 (configs/saccade.yaml); configs/tiny.yaml is a small one
+for tests and the demo.
 """
 
 from __future__ import annotations
@@ -83,15 +87,20 @@ class Hourglass(Block):
                 curr, 4, strides=2, padding="same", dtype=self.dtype_policy, name="up2"
             )
 
-    def call(self, x, training=None):
+    def call(self, x, training=None, levels=False):
+        """The output (B, h, w, dims[0]); with levels, the output of every level, innermost
+        first, this one's last (CornerNet-Saccade's attention heads read them all)."""
         up1 = _run(self.up1, x, training)
         low = _run(self.low1, x, training)
+        inner = []
         if isinstance(self.low2, Hourglass):
-            low = self.low2(low, training=training)
+            inner = self.low2(low, training=training, levels=True)
+            low = inner[-1]
         else:
             low = _run(self.low2, low, training)
         low = _run(self.low3, low, training)
-        return up1 + self.up2(low)
+        out = up1 + self.up2(low)
+        return [*inner, out] if levels else out
 
     def get_config(self):
         return {

@@ -17,13 +17,15 @@ import yaml
 from cornernet_tf.geometry import OUTPUT_STRIDES, input_side_problem
 
 # The architecture arguments that make the members of the family, and the values each takes
-# (Hourglass-104: 4, residual, nearest, 3; CornerNet-Squeeze: 8, fire, transposed, 1). The model
+# (Hourglass-104: 4, residual, nearest, 3, no attention; CornerNet-Squeeze: 8, fire, transposed,
+# 1; CornerNet-Saccade: Hourglass-104's with attention). The model
 # and its hourglass check their arguments against this table too.
 FAMILY = {
     "output_stride": OUTPUT_STRIDES,
     "block": ("residual", "fire"),
     "upsample": ("nearest", "transposed"),
     "head_kernel": (1, 3),
+    "attention": (False, True),
 }
 
 
@@ -48,6 +50,7 @@ class ModelConfig:
     block: str = "residual"  # of the hourglasses: "residual" or "fire"
     upsample: str = "nearest"  # of the hourglasses: "nearest" or "transposed" (4x4 conv)
     head_kernel: int = 3  # the first convolution of each head: 3 or 1
+    attention: bool = False  # attention heads on the hourglass levels (CornerNet-Saccade)
     corner_pool: str = "tf"  # "tf" | "scan" | "custom" | "auto" (`cornernet_tf.ops.corner_pool`)
 
     def validate(self, where: str) -> None:

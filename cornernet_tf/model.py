@@ -1,5 +1,6 @@
 """CornerNet: stem, stacked hourglasses, corner-pool modules and heads (the official `kp`), and
-the members of the family built from the same parts (CornerNet-Squeeze of CornerNet-Lite).
+the members of the family built from the same parts (CornerNet-Squeeze and CornerNet-Saccade of
+CornerNet-Lite).
 
 The architecture is the constructor's first arguments (configs/*.yaml `model:`):
     num_stacks, depth, dims, modules, stem_dim, cnv_dim, pool_dim, num_classes   as the official;
@@ -8,7 +9,10 @@ The architecture is the constructor's first arguments (configs/*.yaml `model:`):
     block           "residual" (Hourglass-104) or "fire" (CornerNet-Squeeze's fire module) in the
                     hourglasses;
     upsample        "nearest" or "transposed" (CornerNet-Squeeze's 4x4 stride-2 transposed conv);
-    head_kernel     3, or 1 (CornerNet-Squeeze): the first convolution of each head.
+    head_kernel     3, or 1 (CornerNet-Squeeze): the first convolution of each head;
+    attention       True (CornerNet-Saccade): an attention head on every hourglass level's
+                    output (official `att_modules.<stack>.<level>`: conv 3x3 + ReLU, conv 1x1
+                    to one logit).
 
 Call contract (other modules and users rely on these names):
     images: float32 NHWC, already normalised as the official code does (BGR, (x/255 - mean)/std),
@@ -17,7 +21,11 @@ Call contract (other modules and users rely on these names):
     model(images, training=False) -> dict of the FINAL stack, maps of side (H + 1) / output_stride:
         tl_heatmap, br_heatmap (B,h,w,num_classes) logits before the sigmoid;
         tl_embedding, br_embedding (B,h,w,1);
-        tl_offset, br_offset (B,h,w,2) with channel 0 = x, 1 = y.
+        tl_offset, br_offset (B,h,w,2) with channel 0 = x, 1 = y;
+        with attention, also attention_0 ... attention_{depth-1} (B,h_i,w_i,1): logits before the
+        sigmoid, innermost level first: input stride output_stride * 2**(depth-1-i), so for
+        CornerNet-Saccade (255 in) attention_0 16x16 (stride 16), attention_1 32x32 (stride 8),
+        attention_2 64x64 (stride 4).
     model(images, training=..., all_stacks=True) -> the same keys with a leading stack axis
         (S,B,h,w,C), final stack last.
 Only the final stack's corner modules and heads run when all_stacks is False, as in the official
@@ -49,7 +57,7 @@ import tensorflow as tf
 from cornernet_tf.backbone import Hourglass
 from cornernet_tf.config import FAMILY, Config
 from cornernet_tf.geometry import input_stride, output_size
-from cornernet_tf.heads import HEAD_NAMES, make_heads
+from cornernet_tf.heads import HEAT_BIAS, Head, make_heads
 from cornernet_tf.layers import ConvBN, ConvBNLinear, CornerModule, Residual, serializable
 from cornernet_tf.losses import cornernet_loss
 from cornernet_tf.ops import IMPLEMENTATIONS
@@ -76,6 +84,7 @@ class CornerNet(keras.Model):
         block: str = "residual",
         upsample: str = "nearest",
         head_kernel: int = 3,
+        attention: bool = False,
         corner_pool: str = "tf",
         precision: str = "float32",
         with_bn: bool = True,
@@ -89,7 +98,11 @@ class CornerNet(keras.Model):
     ):
         _check_variant(corner_pool, precision, with_bn, winograd)
         _check_architecture(
-            output_stride=output_stride, block=block, upsample=upsample, head_kernel=head_kernel
+            output_stride=output_stride,
+            block=block,
+            upsample=upsample,
+            head_kernel=head_kernel,
+            attention=attention,
         )
         kwargs.pop("dtype", None)  # the precision decides
         super().__init__(name=name, dtype=PRECISIONS[precision], **kwargs)
@@ -98,7 +111,7 @@ class CornerNet(keras.Model):
         self.stem_dim, self.cnv_dim, self.pool_dim = stem_dim, cnv_dim, pool_dim
         self.num_classes, self.corner_pool = num_classes, corner_pool
         self.output_stride, self.block, self.upsample = output_stride, block, upsample
-        self.head_kernel = head_kernel
+        self.head_kernel, self.attention = head_kernel, attention
         self.precision, self.with_bn, self.winograd = precision, with_bn, winograd
         self.loss_weights = {
             "pull_weight": pull_weight,
@@ -125,6 +138,11 @@ class CornerNet(keras.Model):
         ]
         heads = {"winograd": winograd, "kernel": head_kernel, "dtype": self.dtype_policy}
         self.heads = [make_heads(s, curr, num_classes, **heads) for s in stacks]
+        levels = range(depth if attention else 0)
+        self.att_modules = [
+            [Head(curr, 1, bias=HEAT_BIAS, **heads, name=f"att_modules.{s}.{i}") for i in levels]
+            for s in stacks
+        ]
         between = range(num_stacks - 1)
         self.inters_ = [ConvBNLinear(curr, **bn, name=f"inters_.{s}") for s in between]
         self.cnvs_ = [ConvBNLinear(curr, **bn, name=f"cnvs_.{s}") for s in between]
@@ -162,16 +180,19 @@ class CornerNet(keras.Model):
             x = layer(x, training=training)
         outputs = []
         for s in range(self.num_stacks):
-            cnv = self.cnvs[s](self.kps[s](x, training=training), training=training)
+            levels = self.kps[s](x, training=training, levels=True)
+            cnv = self.cnvs[s](levels[-1], training=training)
             if all_stacks or s == self.num_stacks - 1:
                 outputs.append(self._heads(s, cnv, training))
+                for i, head in enumerate(self.att_modules[s]):
+                    outputs[-1][f"attention_{i}"] = head(levels[i])
             if s < self.num_stacks - 1:
                 merged = self.inters_[s](x, training=training) + self.cnvs_[s](
                     cnv, training=training
                 )
                 x = self.inters[s](keras.ops.relu(merged), training=training)
         if all_stacks:
-            return {key: keras.ops.stack([o[key] for o in outputs]) for key in HEAD_NAMES}
+            return {key: keras.ops.stack([o[key] for o in outputs]) for key in outputs[0]}
         return outputs[-1]
 
     # ------------------------------------------------------------------------------ training
@@ -297,6 +318,7 @@ class CornerNet(keras.Model):
             "block": self.block,
             "upsample": self.upsample,
             "head_kernel": self.head_kernel,
+            "attention": self.attention,
             "corner_pool": self.corner_pool,
             "precision": self.precision,
             "with_bn": self.with_bn,
@@ -308,9 +330,9 @@ class CornerNet(keras.Model):
 
 
 def is_head(path: str) -> bool:
-    """Does the variable at `path` belong to a corner module or a head (tl_*, br_*), rather
-    than to the backbone?"""
-    return path.split("/")[1].startswith(("tl_", "br_"))
+    """Does the variable at `path` belong to a corner module or a head (tl_*, br_*, att_*),
+    rather than to the backbone?"""
+    return path.split("/")[1].startswith(("tl_", "br_", "att_"))
 
 
 def _check_variant(corner_pool: str, precision: str, with_bn: bool, winograd: bool) -> None:
@@ -367,6 +389,7 @@ def build_model(config: Config, precision: str = "float32") -> CornerNet:
         block=m.block,
         upsample=m.upsample,
         head_kernel=m.head_kernel,
+        attention=m.attention,
         corner_pool=m.corner_pool,
         precision=precision,
         pull_weight=t.pull_weight,
@@ -391,6 +414,7 @@ ARCHITECTURE = (
     "block",
     "upsample",
     "head_kernel",
+    "attention",
 )
 # the weights a training run writes, in the order a run folder given as weights is read
 RUN_WEIGHTS = ("best.weights.h5", "final.weights.h5")
