@@ -200,3 +200,38 @@ def test_input_sides_are_31_mod_32(saccade):
         load_config("saccade", {"data.input_size": [250, 250]})
     with pytest.raises(ValueError, match=r"input width 256 is not 31 mod 32"):
         saccade(np.zeros((1, 255, 256, 3), np.float32))
+
+
+MICRO = {
+    "model.num_stacks": 2,
+    "model.depth": 2,
+    "model.dims": [16, 24, 32],
+    "model.modules": [1, 1, 1],
+    "model.stem_dim": 8,
+    "model.cnv_dim": 16,
+    "model.pool_dim": 8,
+    "model.attention": True,
+}
+
+
+def test_convert_reads_an_official_saccade_checkpoint(tmp_path):
+    """CornerNet_Saccade_500000.pkl's format (legacy torch.save, `module.hg.*` and
+    `module.att_modules.*` keys, CUDA-tagged storages), a micro Saccade made by
+    tests/data/make_lite_checkpoint_fixtures.py: every variable holds its official value."""
+    from cornernet_tf.convert import lite_to_cornernet, official_key, to_keras
+
+    output = tmp_path / "micro.weights.h5"
+    overrides = [f"{key}={value}" for key, value in MICRO.items()]
+    args = [str(DATA / "saccade_legacy.pkl"), str(output), "--config", "tiny", *overrides]
+    assert run_script("convert_weights", *args) == 0
+    model = build_model(load_config("tiny", MICRO))
+    model.load_weights(str(output))
+    manifest = json.loads((DATA / "micro_saccade_manifest.json").read_text())
+    official = make_lite_weights_module().make_lite_weights(manifest, 3)
+    official = {lite_to_cornernet(key): value for key, value in official.items()}
+    for variable in model.weights:
+        value = official[official_key(variable.path)]
+        expected = to_keras(variable.path.rsplit("/", 1)[1], value, variable.shape)
+        np.testing.assert_array_equal(variable.numpy(), expected, err_msg=variable.path)
+    attention = [v for v in model.weights if v.path.split("/")[1].startswith("att_modules.")]
+    assert len(model.weights) == len(official) and len(attention) == 2 * 2 * 4

@@ -1,4 +1,4 @@
-"""Write the CornerNet-Lite checkpoint fixtures used by tests/test_squeeze.py.
+"""Write the CornerNet-Lite checkpoint fixtures used by tests/test_squeeze.py and test_saccade.py.
 
 Run by hand, from any directory, with a Python that has torch (never by the tests):
 
@@ -12,6 +12,8 @@ make_lite_weights.py (seed 3), saved as the official trainer saves CornerNet_Squ
                     pickled as torch.cuda.FloatStorage at "cuda:0";
   lite_zip.pt       the same dict in the zip format of newer torch (locations "cuda:0"), with
                     num_batches_tracked entries.
+  saccade_legacy.pkl  a micro CornerNet-Saccade (`micro_saccade_manifest.json`: 2 stacks, depth 2,
+                    attention heads `att_modules.<stack>.<level>`), seed 3, as lite_legacy.pkl.
 """
 
 import json
@@ -39,11 +41,16 @@ def main() -> None:
     for key in [k for k in sd if k.endswith("running_var")]:
         with_nbt[key.replace("running_var", "num_batches_tracked")] = torch.tensor(5)
     torch.save(with_nbt, HERE / "lite_zip.pt")
-    for name, expected in (("lite_legacy.pkl", sd), ("lite_zip.pt", with_nbt)):
+    manifest = json.loads((HERE / "micro_saccade_manifest.json").read_text())
+    weights = make_lite_weights(manifest, SEED)
+    saccade = OrderedDict(("module." + k, torch.from_numpy(v.copy())) for k, v in weights.items())
+    (HERE / "saccade_legacy.pkl").write_bytes(legacy_bytes(saccade))
+    written = (("lite_legacy.pkl", sd), ("lite_zip.pt", with_nbt), ("saccade_legacy.pkl", saccade))
+    for name, expected in written:
         loaded = torch.load(HERE / name, map_location="cpu", weights_only=False)
         assert list(loaded) == list(expected), name
         assert all(torch.equal(loaded[k], v) for k, v in expected.items()), name
-    print("wrote", HERE / "lite_legacy.pkl", HERE / "lite_zip.pt")
+    print("wrote", *(HERE / name for name, _ in written))
 
 
 if __name__ == "__main__":
