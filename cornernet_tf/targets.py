@@ -148,6 +148,17 @@ def draw_heatmaps(targets: dict, output_size, num_classes: int) -> dict[str, tf.
     return heatmaps
 
 
+def draw_valid_maps(ignored: dict, output_size, num_classes: int) -> dict[str, tf.Tensor]:
+    """tl_valid, br_valid (B, h, w, num_classes) float32 from a batch of `encode_corners` of the
+    boxes a CornerNet-Saccade sample ignores: 0 wherever one of their corners' bumps is > 0,
+    1 elsewhere (the official tl_valids / br_valids, which mask the focal loss)."""
+    heatmaps = draw_heatmaps(ignored, output_size, num_classes)
+    return {
+        f"{corner}_valid": tf.cast(tf.equal(heatmaps[f"{corner}_heatmap"], 0.0), tf.float32)
+        for corner in ("tl", "br")
+    }
+
+
 def with_heatmaps(targets: dict, output_size, num_classes: int) -> dict[str, tf.Tensor]:
     """A batch of targets with its heatmaps drawn (unchanged if it has them already)."""
     if "tl_heatmap" in targets:

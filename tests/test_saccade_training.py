@@ -18,6 +18,7 @@ from cornernet_tf.data.saccade import (
     saccade_sample,
 )
 from cornernet_tf.losses import attention_loss, cornernet_loss, loss_terms
+from cornernet_tf.targets import draw_heatmaps, draw_valid_maps, encode_corners
 from tests.helpers import load_fixture
 
 TERMS = ("focal", "attention", "pull", "push", "offset", "total")
@@ -383,3 +384,41 @@ def test_sample_puts_the_object_where_its_box_says():
         inside = picture[int(y1) + 2 : int(y2) - 1, int(x1) + 2 : int(x2) - 1].mean()
         outside = np.delete(picture, np.s_[max(int(y1) - 2, 0) : int(y2) + 3], axis=0).mean()
         assert inside > outside + 2.0, k
+
+
+def test_targets_of_the_loss_fixture_from_its_boxes(ref):
+    # The official targets at 64 x 64 for a 255 input (gaussian_iou 0.5) from the boxes behind
+    # them: encode_corners and draw_heatmaps for the kept boxes, draw_valid_maps for the ignored
+    # ones, attention_targets for all.
+    corners, ignored, attention = [], [], [[], [], []]
+    for b, count in enumerate(ref["object_counts"]):
+        objects = ref["objects"][b, :count]
+        skip = objects[:, 5] > 0
+        for rows, out in ((objects[~skip], corners), (objects[skip], ignored)):
+            out.append(
+                encode_corners(
+                    rows[:, :4],
+                    rows[:, 4].astype(np.int32) - 1,
+                    input_size=(255, 255),
+                    output_size=(64, 64),
+                    max_objects=16,
+                    gaussian_iou=0.5,
+                )
+            )
+        for i, attention_map in enumerate(attention_targets(objects[:, :4])):
+            attention[i].append(attention_map)
+    stack = {key: tf.stack([c[key] for c in corners]) for key in corners[0]}
+    skipped = {key: tf.stack([c[key] for c in ignored]) for key in ignored[0]}
+    heatmaps = draw_heatmaps(stack, (64, 64), 4)
+    valid = draw_valid_maps(skipped, (64, 64), 4)
+    np.testing.assert_array_equal(stack["mask"], ref["tag_masks"].astype(bool))
+    for corner in ("tl", "br"):
+        np.testing.assert_array_equal(stack[f"{corner}_index"], ref[f"{corner}_tags"])
+        # the official offsets are float32 differences (fx - int(fx) with fx ~ 50): one ulp
+        np.testing.assert_allclose(stack[f"{corner}_offset"], ref[f"{corner}_regrs"], atol=1e-5)
+        np.testing.assert_array_equal(
+            heatmaps[f"{corner}_heatmap"], nhwc(ref[f"{corner}_heatmaps"])
+        )
+        np.testing.assert_array_equal(valid[f"{corner}_valid"], nhwc(ref[f"{corner}_valids"]))
+    for i in range(3):
+        np.testing.assert_array_equal(tf.stack(attention[i]), nhwc(ref[f"att_targets_{i}"]))

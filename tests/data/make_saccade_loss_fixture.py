@@ -15,7 +15,9 @@ Inputs (official layouts, NCHW; S = 3 stacks, B = 2 images, C = 4 classes, 64 x 
     tl_heatmaps, br_heatmaps (B,C,64,64) gaussian targets (official draw_gaussian, gaussian_iou 0.5);
     tl_valids, br_valids (B,C,64,64) 0 around the corners of the ignored objects, 1 elsewhere;
     tag_masks (B,K) uint8; tl_tags, br_tags (B,K) int64 flat indices; tl_regrs, br_regrs (B,K,2);
-    att_targets_0..2 (B,1,h,w) in {0, 1} (official create_attention_mask).
+    att_targets_0..2 (B,1,h,w) in {0, 1} (official create_attention_mask);
+    objects (B,6,6) the boxes behind the targets, rows x1, y1, x2, y2 (input pixels), class
+    (1-based), ignored (0/1), zero-padded; object_counts (B,).
 Objects are given in 255 x 255 input pixels and turned into targets as the official
 cornernet_saccade does; some are ignored (drawn into the valid maps), as small or cropped objects
 are there.
@@ -218,7 +220,12 @@ def main() -> None:
     empty = make_targets(sample_utils, saccade, ((), ()))
     nopos, _ = official_terms(losses, maps, empty)
 
+    objects = np.zeros((BATCH, max(len(o) for o in OBJECTS), 6), np.float32)
+    for b, rows in enumerate(OBJECTS):
+        objects[b, : len(rows)] = np.array(rows, np.float32)
     out = {**maps, **targets, **per_stack}
+    out["objects"] = objects
+    out["object_counts"] = np.array([len(o) for o in OBJECTS], np.int32)
     out.update({f"loss_{k}": np.float32(v) for k, v in scalars.items()})
     out.update({f"nopos_loss_{k}": np.float32(v) for k, v in nopos.items()})
     np.savez_compressed(OUT, **out)
