@@ -31,6 +31,13 @@ For an image (H, W, 3) uint8 RGB and its boxes [x1, y1, x2, y2] in image pixels:
        under min_scale (16);
     9. colour: brightness, contrast and saturation in random order, PCA lighting and
        normalisation, as `augment.network_input` (BGR).
+
+Where it differs from the official code: the random stream (the distributions are the same); the
+resized pixels stay float32 (cv2 rounds them to uint8 with fixed-point weights, half a grey level
+at most); a scaled side under one pixel becomes one (cv2.resize fails there). The official
+CornerNet_Saccade.json sets `rand_full_crop`, a key its dataset class does not know and drops, so
+its sampling runs with `rand_crop` False: always a reference when the image has a box, as
+rand_full_crop=False here; rand_full_crop=True is the official rand_crop=True.
 """
 
 from __future__ import annotations
