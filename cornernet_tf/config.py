@@ -122,7 +122,13 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TestConfig:
-    """The official test procedure (config/CornerNet.json and test/coco.py)."""
+    """The official test procedures: CornerNet's (config/CornerNet.json and test/coco.py) and
+    CornerNet-Saccade's (configs/CornerNet_Saccade.json and test/cornernet_saccade.py).
+
+    The att_* keys are CornerNet-Saccade's; one round of attention crops only (the official
+    config's): att_thresholds has one entry and att_scales is one flat list (the official nests
+    one list per round).
+    """
 
     top_k: int = 100  # corners kept per heatmap
     nms_kernel: int = 3  # max-pool NMS window on the heatmaps
@@ -140,8 +146,22 @@ class TestConfig:
     precision: str = "float32"
     # 3x3 convolutions by Winograd F(4x4, 3x3) (float32 only, the compiled ops, Python inference)
     winograd: bool = False
+    # "cornernet": the whole image at test.scales (flip); "saccade": CornerNet-Saccade's crops
+    procedure: str = "cornernet"
+    # CornerNet-Saccade: the glance crops, the whole image's longer side scaled to these sizes
+    init_sizes: tuple[int, ...] = (192, 255)
+    # per attention map (innermost first): a peak's crop is zoomed by this x its crop's zoom
+    att_scales: tuple[float, ...] = (1.0, 2.0, 4.0)
+    att_thresholds: tuple[float, ...] = (0.3,)  # attention peaks above this propose a crop
+    att_max_crops: int = 30  # crops after the glance
+    # object sizes (image pixels of the crop) each attention map is trained on
+    att_ranges: tuple[tuple[int, int], ...] = ((96, 256), (32, 96), (0, 32))
+    att_ratios: tuple[int, ...] = (16, 8, 4)  # input stride of each attention map
+    att_nms_kernel: int = 3  # max-pool NMS window on the attention maps
+    ref_dets: bool = True  # glance detections scoring > 0.5 propose crops too
 
     def validate(self, where: str) -> None:
+        self._validate_saccade(where)
         if not self.scales or any(s <= 0 for s in self.scales):
             raise ConfigError(
                 f"{where}: test.scales must be positive numbers, got {list(self.scales)}"
@@ -160,6 +180,51 @@ class TestConfig:
         if self.winograd and self.precision != "float32":
             raise ConfigError(
                 f"{where}: test.winograd needs test.precision float32, got {self.precision!r}"
+            )
+
+    def _validate_saccade(self, where: str) -> None:
+        if self.procedure not in ("cornernet", "saccade"):
+            raise ConfigError(
+                f"{where}: test.procedure must be cornernet or saccade, got {self.procedure!r}"
+            )
+        if not self.init_sizes or any(s < 1 for s in self.init_sizes):
+            raise ConfigError(
+                f"{where}: test.init_sizes must be positive sizes, got {list(self.init_sizes)}"
+            )
+        if len(self.att_thresholds) != 1:
+            raise ConfigError(
+                f"{where}: test.att_thresholds must have one entry (one round of attention crops "
+                f"is supported, as the official config), got {list(self.att_thresholds)}"
+            )
+        if not 0 <= self.att_thresholds[0] < 1:
+            raise ConfigError(
+                f"{where}: test.att_thresholds must be in [0, 1), got {list(self.att_thresholds)}"
+            )
+        maps = len(self.att_ratios)
+        for key in ("att_scales", "att_ranges"):
+            if len(getattr(self, key)) != maps:
+                raise ConfigError(
+                    f"{where}: test.{key} needs one entry per attention map, as test.att_ratios "
+                    f"({maps}), got {_listify(getattr(self, key))}"
+                )
+        if any(s <= 0 for s in self.att_scales):
+            raise ConfigError(
+                f"{where}: test.att_scales must be positive, got {list(self.att_scales)}"
+            )
+        if any(r < 1 for r in self.att_ratios):
+            raise ConfigError(
+                f"{where}: test.att_ratios must be positive strides, got {list(self.att_ratios)}"
+            )
+        if any(not 0 <= low < high for low, high in self.att_ranges):
+            raise ConfigError(
+                f"{where}: test.att_ranges must be [low, high] pairs with 0 <= low < high, "
+                f"got {_listify(self.att_ranges)}"
+            )
+        if self.att_max_crops < 0:
+            raise ConfigError(f"{where}: test.att_max_crops must be >= 0, got {self.att_max_crops}")
+        if self.att_nms_kernel < 1 or self.att_nms_kernel % 2 == 0:
+            raise ConfigError(
+                f"{where}: test.att_nms_kernel must be an odd size >= 1, got {self.att_nms_kernel}"
             )
 
 
