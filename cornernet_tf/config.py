@@ -98,6 +98,10 @@ class DataConfig:
     category_ids: tuple[int, ...] = ()
     max_objects: int = 128  # boxes per image that get embeddings and offsets
     gaussian_iou: float = 0.3  # heatmap bump radius parameter (official config)
+    # training examples: "cornernet" (random crop of the image, CornerNet and CornerNet-Squeeze)
+    # or "saccade" (a crop around one object at the scale of an attention map, with attention
+    # targets: CornerNet-Saccade, `cornernet_tf.data.saccade`)
+    sampling: str = "cornernet"
     # Training / validation data: COCO JSON + image folder, or a TFRecord file pattern.
     # Relative paths are relative to the working directory.
     train_annotations: str | None = None
@@ -111,6 +115,10 @@ class DataConfig:
         if len(self.input_size) != 2 or min(self.input_size) < 1:
             raise ConfigError(
                 f"{where}: data.input_size must be [height, width], got {list(self.input_size)}"
+            )
+        if self.sampling not in ("cornernet", "saccade"):
+            raise ConfigError(
+                f"{where}: data.sampling must be cornernet or saccade, got {self.sampling!r}"
             )
         ids = list(self.category_ids)
         if ids != sorted(set(ids)):
@@ -301,6 +309,21 @@ class Config:
         for side in self.data.input_size:
             if problem := input_side_problem(side, self.model.depth, self.model.output_stride):
                 raise ConfigError(f"{self.source}: data.input_size side {problem}")
+        if self.data.sampling == "saccade":
+            self._check_saccade_sampling()
+
+    def _check_saccade_sampling(self) -> None:
+        """The saccade sampling's attention targets are at input strides 16, 8, 4: the maps of
+        a model with attention, output stride 4 and a depth-3 hourglass (CornerNet-Saccade)."""
+        m = self.model
+        strides = [m.output_stride * 2 ** (m.depth - 1 - i) for i in range(m.depth)]
+        if not m.attention or strides != [16, 8, 4]:
+            raise ConfigError(
+                f"{self.source}: data.sampling saccade makes attention targets at input strides "
+                f"16, 8, 4, which needs model.attention true, model.depth 3 and "
+                f"model.output_stride 4; got attention {m.attention}, depth {m.depth}, "
+                f"output_stride {m.output_stride}"
+            )
 
 
 def category_ids(config: Config) -> tuple[int, ...]:

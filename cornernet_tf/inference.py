@@ -31,6 +31,7 @@ from cornernet_tf.decode import decode
 from cornernet_tf.geometry import OUTPUT_STRIDE, input_side_problem, input_stride, output_size
 from cornernet_tf.optimize import inference_model
 from cornernet_tf.preprocess import normalize_image
+from cornernet_tf.saccade import saccade_detect, saccade_network
 
 
 def scale_geometry(
@@ -106,8 +107,19 @@ def detect_image(
 
     Returns boxes (M, 4) [x1, y1, x2, y2] in image pixels, scores (M,), classes (M,) int32
     0-based, M <= config.test.max_per_image, sorted by score.
+
+    With test.procedure "saccade" (CornerNet-Saccade), its procedure (`saccade.saccade_detect`)
+    instead: 255 x 255 crops of any image, so input_size must be None or the crop side.
     """
     test = config.test
+    if test.procedure == "saccade":
+        side = config.data.input_size[0]
+        if input_size not in (None, side):
+            raise ValueError(
+                f"the saccade test procedure feeds the network {side} x {side} crops of any "
+                f"image; a fixed input size ({input_size}) does not apply: leave it unset"
+            )
+        return saccade_detect(saccade_network(model, test), image, config)
     shape = tf.shape(image)
     depth, output_stride = config.model.depth, config.model.output_stride
     stride = input_stride(depth, output_stride)

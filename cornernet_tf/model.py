@@ -61,9 +61,9 @@ from cornernet_tf.heads import HEAT_BIAS, Head, make_heads
 from cornernet_tf.layers import ConvBN, ConvBNLinear, CornerModule, Residual, serializable
 from cornernet_tf.losses import cornernet_loss
 from cornernet_tf.ops import IMPLEMENTATIONS
-from cornernet_tf.targets import with_heatmaps
+from cornernet_tf.targets import draw_valid_maps, with_heatmaps
 
-LOSS_TERMS = ("loss", "focal", "pull", "push", "offset")
+LOSS_TERMS = ("loss", "focal", "pull", "push", "offset")  # + "attention" with attention heads
 # compute precision -> Keras dtype policy
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
@@ -147,7 +147,8 @@ class CornerNet(keras.Model):
         self.inters_ = [ConvBNLinear(curr, **bn, name=f"inters_.{s}") for s in between]
         self.cnvs_ = [ConvBNLinear(curr, **bn, name=f"cnvs_.{s}") for s in between]
         self.inters = [Residual(curr, **bn, name=f"inters.{s}") for s in between]
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
+        self.loss_names = LOSS_TERMS + (("attention",) if attention else ())
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
 
     @property
     def stride(self) -> int:
@@ -214,24 +215,32 @@ class CornerNet(keras.Model):
             self._gradients = tf.function(self._loss_and_gradients, jit_compile=True)
 
     def compute_losses(self, images, targets, training: bool) -> dict:
-        """The loss terms (float32) of a batch: loss (= total), focal, pull, push, offset.
+        """The loss terms (float32) of a batch: loss (= total), focal, pull, push, offset, and
+        with attention heads attention (CornerNet_Saccade_Loss).
 
         targets: sparse (`encode_corners`, as make_dataset gives them; the heatmaps are drawn
-        here, on the device) or with their heatmaps already (`encode_targets`).
+        here, on the device) or with their heatmaps already (`encode_targets`); for
+        CornerNet-Saccade also attention_0..2 and the ignored_* boxes of the saccade sampling.
         """
         predictions = self(images, training=training, all_stacks=True)
         predictions = {key: keras.ops.cast(value, "float32") for key, value in predictions.items()}
         terms = cornernet_loss(
             predictions, self.with_heatmaps(images, targets), **self.loss_weights
         )
-        return {"loss": terms["total"], **{k: terms[k] for k in LOSS_TERMS[1:]}}
+        return {"loss": terms["total"], **{k: terms[k] for k in self.loss_names[1:]}}
 
     def with_heatmaps(self, images, targets) -> dict:
-        """Targets with their heatmaps, drawn (`draw_heatmaps`) if they are sparse."""
+        """Targets with their heatmaps, drawn (`draw_heatmaps`) if they are sparse; with the
+        saccade sampling's ignored_* boxes also the tl_valid / br_valid focal-loss masks."""
         shape = images.shape[1:3]
         if None in shape:
             shape = tf.unstack(tf.shape(images)[1:3])
-        return with_heatmaps(targets, output_size(shape, self.output_stride), self.num_classes)
+        size = output_size(shape, self.output_stride)
+        targets = with_heatmaps(targets, size, self.num_classes)
+        if "ignored_mask" in targets and "tl_valid" not in targets:
+            ignored = {k[len("ignored_") :]: v for k, v in targets.items() if k[:8] == "ignored_"}
+            targets = {**targets, **draw_valid_maps(ignored, size, self.num_classes)}
+        return targets
 
     def train_step(self, data):
         images, targets = data

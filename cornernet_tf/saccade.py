@@ -605,8 +605,8 @@ def saccade_detect(network: Network, image, config: Config) -> dict[str, tf.Tens
 def saccade_network(model, test: TestConfig) -> Network:
     """A CornerNet with attention heads (model.attention) as the `network` of `saccade_detect`:
     crops (N, side, side, 3) -> (detections (N, num_dets, 8) [x1, y1, x2, y2, score, tl_score,
-    br_score, class] in output-map pixels, the final stack's `decode` with the test settings and
-    no_border as the official CornerNet-Saccade; [attention_0, attention_1, ...] sigmoid maps
+    br_score, class] in output-map pixels, the final stack's `decode` with the test settings
+    (the official CornerNet-Saccade's have no_border); [attention_0, attention_1, ...] sigmoid maps
     (N, h_i, w_i, 1), innermost first)."""
 
     def network(crops):
@@ -618,7 +618,7 @@ def saccade_network(model, test: TestConfig) -> Network:
             kernel=test.nms_kernel,
             ae_threshold=test.ae_threshold,
             num_dets=test.num_dets,
-            no_border=True,
+            no_border=test.no_border,
         )
         columns = [dets[key][..., None] for key in ("scores", "tl_scores", "br_scores")]
         classes = tf.cast(dets["classes"], tf.float32)[..., None]

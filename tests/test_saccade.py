@@ -235,3 +235,61 @@ def test_convert_reads_an_official_saccade_checkpoint(tmp_path):
         np.testing.assert_array_equal(variable.numpy(), expected, err_msg=variable.path)
     attention = [v for v in model.weights if v.path.split("/")[1].startswith("att_modules.")]
     assert len(model.weights) == len(official) and len(attention) == 2 * 2 * 4
+
+
+def test_tiny_saccade_learns_from_the_saccade_sampling(shapes):
+    """make_dataset with data.sampling saccade gives 255 x 255 crops, sparse corner targets, the
+    ignored boxes and the three attention targets; the train step draws the heatmaps and the
+    focal-loss masks and fits one batch: every term falls, attention included."""
+    import keras
+    import tensorflow as tf
+
+    from cornernet_tf.data import coco_source, make_dataset
+
+    config = load_config("tiny_saccade")
+    source = coco_source(shapes / "train.json", shapes / "train")
+    images, targets = next(iter(make_dataset(source, config, batch_size=2, training=True)))
+    assert images.shape == (2, 255, 255, 3)
+    for i, side in enumerate((16, 32, 64)):
+        assert targets[f"attention_{i}"].shape == (2, side, side, 1)
+    assert float(tf.reduce_sum(targets["mask"])) > 0
+    assert targets["ignored_mask"].dtype == tf.float32
+    assert sum(float(tf.reduce_sum(targets[f"attention_{i}"])) for i in range(3)) > 0
+    keras.utils.set_random_seed(0)
+    model = build_model(config)
+    full = model.with_heatmaps(images, targets)
+    assert full["tl_valid"].shape == full["tl_heatmap"].shape == (2, 64, 64, 4)
+    model.compile(keras.optimizers.Adam(1e-3))
+    before = model.compute_losses(images, targets, training=True)
+    history = model.fit(tf.data.Dataset.from_tensors((images, targets)).repeat(12), verbose=0)
+    after = model.compute_losses(images, targets, training=True)
+    assert "attention" in history.history
+    for term in ("loss", "focal", "attention"):
+        assert np.isfinite(float(after[term])) and float(after[term]) < float(before[term]), term
+
+
+def test_saccade_sampling_needs_the_saccade_attention_maps():
+    from cornernet_tf.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data.sampling saccade .*model.attention true"):
+        load_config("tiny", {"data.sampling": "saccade"})
+    with pytest.raises(ConfigError, match=r"data.sampling must be cornernet or saccade"):
+        load_config("tiny", {"data.sampling": "glance"})
+
+
+def test_detector_runs_the_saccade_procedure_on_any_image_size():
+    """Detector, detect and evaluate all go through detect_image, which runs the Saccade
+    procedure for test.procedure saccade: one trace for two image sizes, boxes inside each."""
+    from cornernet_tf.inference import Detector
+
+    detector = Detector.from_files("tiny_saccade", overrides={"test.att_thresholds": [0.0]})
+    rng = np.random.default_rng(0)
+    for height, width in ((200, 300), (333, 250)):
+        image = rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8)
+        dets = detector(image)
+        assert dets["boxes"].shape[1:] == (4,) and len(dets["scores"]) <= 100
+        assert np.all(dets["boxes"][:, 2] <= width) and np.all(dets["boxes"][:, 3] <= height)
+        assert np.all(np.diff(dets["scores"]) <= 0)
+    assert detector._detect.experimental_get_tracing_count() == 1
+    with pytest.raises(ValueError, match=r"255 x 255 crops of any image; a fixed input size"):
+        Detector.from_files("tiny_saccade", input_size=511)(image)

@@ -19,6 +19,7 @@ from cornernet_tf.data.augment import (
     random_crop,
     resize,
 )
+from cornernet_tf.data.saccade import saccade_sample
 from cornernet_tf.data.source import Source
 from cornernet_tf.geometry import output_size
 from cornernet_tf.targets import encode_corners
@@ -34,6 +35,8 @@ def prepare_example(example, seed, config: Config, training: bool):
     """
     data = config.data
     input_size = tuple(data.input_size)
+    if data.sampling == "saccade":
+        return saccade_example(example, seed, config)
     image = example["image"]
     boxes = tf.cast(example["boxes"], tf.float32)
     seeds = tf.random.experimental.stateless_split(seed, 4)
@@ -52,15 +55,41 @@ def prepare_example(example, seed, config: Config, training: bool):
     else:
         image = network_input(image, data)
     image = tf.ensure_shape(image, [*input_size, 3])
-    targets = encode_corners(
-        boxes,
+    return image, _corners(boxes, example["classes"], config)
+
+
+def saccade_example(example, seed, config: Config):
+    """CornerNet-Saccade's training example (`data.saccade.saccade_sample`, for training and
+    validation alike, as the official sampler): a 255 x 255 crop around one object at a scale
+    that puts it in the size range of an attention map. The targets are `encode_corners` of the
+    boxes it keeps, the same for the boxes it ignores under `ignored_` (the train step turns them
+    into the tl_valid / br_valid masks of the focal loss), and attention_0..2 (h/r, w/r, 1)."""
+    sample = saccade_sample(
+        example["image"],
+        example["boxes"],
         example["classes"],
+        seed,
+        config.data,
+        input_size=tuple(config.data.input_size),
+    )
+    boxes, classes, ignore = sample["boxes"], sample["classes"], sample["ignore"]
+    targets = _corners(tf.boolean_mask(boxes, ~ignore), tf.boolean_mask(classes, ~ignore), config)
+    ignored = _corners(tf.boolean_mask(boxes, ignore), tf.boolean_mask(classes, ignore), config)
+    targets.update({f"ignored_{key}": value for key, value in ignored.items()})
+    targets.update({key: value for key, value in sample.items() if key.startswith("attention_")})
+    return sample["image"], targets
+
+
+def _corners(boxes, classes, config: Config) -> dict:
+    input_size = tuple(config.data.input_size)
+    return encode_corners(
+        boxes,
+        classes,
         input_size=input_size,
         output_size=output_size(input_size, config.model.output_stride),
-        max_objects=data.max_objects,
-        gaussian_iou=data.gaussian_iou,
+        max_objects=config.data.max_objects,
+        gaussian_iou=config.data.gaussian_iou,
     )
-    return image, targets
 
 
 def make_dataset(
@@ -98,6 +127,7 @@ def make_dataset(
 
 
 def float_mask(images, targets):
-    """The mask as float32 0/1: Keras averages a first batch over replicas when it builds a model
+    """The masks as float32 0/1: Keras averages a first batch over replicas when it builds a model
     under a distribution strategy, which fails on bool tensors. The loss accepts either."""
-    return images, {**targets, "mask": tf.cast(targets["mask"], tf.float32)}
+    masks = [key for key in ("mask", "ignored_mask") if key in targets]
+    return images, {**targets, **{key: tf.cast(targets[key], tf.float32) for key in masks}}
