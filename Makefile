@@ -9,7 +9,7 @@ OPS := cornernet_tf/ops/_custom_ops.so
 WEB_MODEL ?= exported/cornernet_tfjs
 WEB_SAMPLE ?= $(firstword $(wildcard runs/shapes/val/*.png))
 
-.PHONY: demo demo-squeeze finetune-demo test test-fast lint benchmark clean web serve-web browser ops
+.PHONY: demo demo-squeeze demo-saccade finetune-demo test test-fast lint benchmark clean web serve-web browser ops
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ demo: $(STAMP)
 # the same job for a small CornerNet-Squeeze (configs/tiny_squeeze.yaml)
 demo-squeeze: $(STAMP)
 	$(VENV)/bin/cornernet-demo --config tiny_squeeze --out runs/demo_squeeze --export exported/tiny_squeeze --skip-table
+
+# the same job for a small CornerNet-Saccade (configs/tiny_saccade.yaml: saccade sampling,
+# attention-guided test procedure, 255 x 255 shapes in runs/shapes_255)
+demo-saccade: $(STAMP)
+	$(VENV)/bin/cornernet-demo --config tiny_saccade --out runs/demo_saccade --skip-table
 
 # the demo's model fine-tuned on three new classes against the same training from scratch
 finetune-demo: $(STAMP)

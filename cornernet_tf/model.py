@@ -29,7 +29,8 @@ Call contract (other modules and users rely on these names):
     model(images, training=..., all_stacks=True) -> the same keys with a leading stack axis
         (S,B,h,w,C), final stack last.
 Only the final stack's corner modules and heads run when all_stacks is False, as in the official
-test path.
+test path; attention=False leaves out the attention maps and their heads (CornerNet-Saccade's
+crops after the glance need detections only).
 
 Variants are constructor arguments, kept by `get_config` (so `model.save("m.keras")` and
 `keras.saving.load_model` restore them); nothing is read from a global setting:
@@ -174,7 +175,7 @@ class CornerNet(keras.Model):
     def build_from_config(self, config):
         self.build()
 
-    def call(self, images, training=None, all_stacks=False):
+    def call(self, images, training=None, all_stacks=False, attention=True):
         self._check_input(images.shape)
         x = images
         for layer in self.pre:
@@ -185,7 +186,7 @@ class CornerNet(keras.Model):
             cnv = self.cnvs[s](levels[-1], training=training)
             if all_stacks or s == self.num_stacks - 1:
                 outputs.append(self._heads(s, cnv, training))
-                for i, head in enumerate(self.att_modules[s]):
+                for i, head in enumerate(self.att_modules[s] if attention else ()):
                     outputs[-1][f"attention_{i}"] = head(levels[i])
             if s < self.num_stacks - 1:
                 merged = self.inters_[s](x, training=training) + self.cnvs_[s](

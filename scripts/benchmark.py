@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmarks, printed as tables. Compare numbers only within one run: machines differ.
 
-    python scripts/benchmark.py [--pools] [--model] [--squeeze] [--targets] [--data]
+    python scripts/benchmark.py [--pools] [--model] [--squeeze] [--saccade] [--targets] [--data]
         [--train-step] [--compare-official] [--repeats N] [--size 511] [--threads T]
         [--official-src CornerNet/] [--official-lite-src CornerNet-Lite/] [--torch-python PY]
 
@@ -22,6 +22,9 @@
          median) and GFLOP/s (102.5 GFLOP at 511, the official hook count, scaled by area),
          random weights with trained-like BatchNorm statistics; then what its FLOPs take at the
          float32 ceiling of this CPU.
+--saccade: the CornerNet-Saccade test procedure (configs/saccade.yaml) on a fixed set of four
+         images, seconds per image: as trained, folded float32, folded float32 with Winograd,
+         folded bfloat16, with the crop count of each image (scripts/benchmark_saccade.py).
 --targets: encode_targets per image at 511 (10 and 100 boxes, 80 classes) and decode of a
          128x128x80 final-stack output, in ms (decode also as a share of the model forward).
 --data:  images/s of the training input pipeline at 511 (decode, official augmentation, sparse
@@ -29,7 +32,7 @@
          heatmaps (80 classes) in the train step, and with --official-src the official loader.
 --train-step: one Hourglass-104 training step, batch 2 at 511, in seconds, float32 and
          mixed_bfloat16 (loss in float32), interleaved.
---compare-official: --model, --squeeze and --train-step, with the official rows when the
+--compare-official: --model, --squeeze, --saccade and --train-step, with the official rows when the
          official checkouts are given.
 Without any of these, all run. --threads T sets TF's intra- and inter-op threads (and the
 official torch threads) to T; by default both use every core.
@@ -42,7 +45,10 @@ opencv-python and tqdm too).
 --official-lite-src DIR: a princeton-vl/CornerNet-Lite checkout, for the official rows of
 --squeeze (official_timing.py --model squeeze: the official CornerNet_Squeeze `model()`, its test
 path with `_decode` at the same arguments, 4 x N runs before and after our rounds, the faster
-counts). An --official-src that is a CornerNet-Lite checkout is taken as --official-lite-src.
+counts), and of --saccade (scripts/official_saccade_timing.py: the official
+`cornernet_saccade_inference` on the same images with the same weights; that Python needs
+opencv-python-headless, tqdm and Cython too). An --official-src that is a CornerNet-Lite checkout
+is taken as --official-lite-src.
 """
 
 from __future__ import annotations
@@ -561,6 +567,9 @@ def main(argv=None) -> int:
     parser.add_argument("--pools", action="store_true")
     parser.add_argument("--model", action="store_true")
     parser.add_argument("--squeeze", action="store_true", help="the CornerNet-Squeeze test path")
+    parser.add_argument(
+        "--saccade", action="store_true", help="the CornerNet-Saccade test procedure"
+    )
     parser.add_argument("--targets", action="store_true")
     parser.add_argument("--data", action="store_true")
     parser.add_argument("--train-step", action="store_true")
@@ -596,8 +605,16 @@ def main(argv=None) -> int:
     threads = args.threads or os.cpu_count()
     print(f"TensorFlow {tf.__version__}, {cpu_name()}, {os.cpu_count()} CPUs, {threads} threads")
     if args.compare_official:
-        args.model = args.squeeze = args.train_step = True
-    chosen = (args.pools, args.model, args.squeeze, args.targets, args.data, args.train_step)
+        args.model = args.squeeze = args.saccade = args.train_step = True
+    chosen = (
+        args.pools,
+        args.model,
+        args.squeeze,
+        args.saccade,
+        args.targets,
+        args.data,
+        args.train_step,
+    )
     everything = not any(chosen)
     if args.pools or everything:
         bench_pools(args.repeats)
@@ -616,6 +633,13 @@ def main(argv=None) -> int:
             runs = 4 * args.repeats
             official_fn = functools.partial(official_times, args, "squeeze", size, runs)
         bench_squeeze(args.repeats, size, official_fn)
+    if args.saccade or everything:
+        import tempfile
+
+        from benchmark_saccade import bench_saccade
+
+        with tempfile.TemporaryDirectory() as folder:
+            bench_saccade(args, Path(folder))
     if not args.official_src and (everything or args.model or args.data or args.train_step):
         print(
             "\n(no official rows: to time the official code in the same run, add\n"
@@ -623,9 +647,9 @@ def main(argv=None) -> int:
             "with a princeton-vl/CornerNet checkout and a Python that has torch, opencv-python "
             "and tqdm)"
         )
-    if not args.official_lite_src and (everything or args.squeeze):
+    if not args.official_lite_src and (everything or args.squeeze or args.saccade):
         print(
-            "\n(no official CornerNet-Squeeze row: add --official-lite-src CornerNet-Lite/ "
+            "\n(no official CornerNet-Lite rows: add --official-lite-src CornerNet-Lite/ "
             "--torch-python PY with a princeton-vl/CornerNet-Lite checkout and a Python with torch)"
         )
     return 0
