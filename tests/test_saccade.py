@@ -95,6 +95,8 @@ def test_attention_maps_innermost_first(saccade):
     stacks = saccade(np.zeros((2, 255, 255, 3), np.float32), training=False, all_stacks=True)
     for key, (h, w) in ATTENTION.items():
         assert stacks[key].shape == (3, 2, h, w, 1)
+    plain = saccade(np.zeros((1, 255, 255, 3), np.float32), training=False, attention=False)
+    assert sorted(plain) == sorted(OFFICIAL_NAMES)  # the saccade crops need no attention maps
 
 
 @pytest.mark.slow
