@@ -178,11 +178,22 @@ def export_saved_model(
     input_size: None for the official any-size procedure, or N for a fixed N x N input;
     flip: the flip test (None: config.test.flip); browser: only `serve_image`, for one image
     (batch 1) and without a loop, the source of the TF.js model (float32 only: TF.js has no
-    bfloat16); fold_batchnorm: merge each BatchNorm into its convolution. The network computes
-    in config.test.precision. Returns the path.
+    bfloat16; not CornerNet-Saccade's procedure, which needs float64); fold_batchnorm: merge
+    each BatchNorm into its convolution. The network computes in config.test.precision. Returns
+    the path.
     """
     if flip is not None:
         config = dataclasses.replace(config, test=dataclasses.replace(config.test, flip=flip))
+    if browser and config.test.procedure == "saccade":
+        raise ValueError(
+            f"{config.source}: TF.js cannot run CornerNet-Saccade's test procedure "
+            "(test.procedure saccade) as the SavedModel does: TF.js (4.22) has no float64 and "
+            "computes the procedure's float64 steps in float32, where the location NMS compares "
+            "distances that equal its threshold (attention peaks in neighbouring rows or columns "
+            "are exactly 16 / zoom apart), so the browser model would crop other places and "
+            'give other detections (docs/deployment.md, "CornerNet-Saccade and TF.js"); '
+            "export the SavedModel only"
+        )
     if browser and config.test.precision != "float32":
         raise ValueError(
             f"TF.js cannot run bfloat16: export the browser model with test.precision float32, "
