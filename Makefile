@@ -27,7 +27,7 @@ demo-squeeze: $(STAMP)
 # the same job for a small CornerNet-Saccade (configs/tiny_saccade.yaml: saccade sampling,
 # attention-guided test procedure, 255 x 255 shapes in runs/shapes_255)
 demo-saccade: $(STAMP)
-	$(VENV)/bin/cornernet-demo --config tiny_saccade --out runs/demo_saccade --skip-table
+	$(VENV)/bin/cornernet-demo --config tiny_saccade --out runs/demo_saccade --export exported/tiny_saccade --skip-table
 
 # the demo's model fine-tuned on three new classes against the same training from scratch
 finetune-demo: $(STAMP)

@@ -5,7 +5,7 @@ make_shapes(config)                  the synthetic shapes dataset, unless it is 
 training.train(config, train_dir)    the tiny CornerNet on it
 evaluate(config, weights, out)       COCO AP on the held-out split, pictures of detections
 plot_loss(history, path)             the loss curves
-export(train_dir, weights, folder)   SavedModel for TF Serving and TF.js for the browser
+export(train_dir, weights, folder, browser)   SavedModel for TF Serving, TF.js for the browser
 compare_finetuning(config, base, steps, out)   fine-tuning on new classes against scratch
 """
 
@@ -106,15 +106,16 @@ def evaluate(config, weights: Path, out: Path) -> dict:
     return result
 
 
-def export(train_dir: Path, weights: Path, folder: Path) -> int:
-    """`cornernet-export`: the SavedModel (official any-size procedure) and the TF.js model."""
+def export(train_dir: Path, weights: Path, folder: Path, browser: bool = True) -> int:
+    """`cornernet-export`: the SavedModel (official any-size procedure) and, with browser, the
+    TF.js model (CornerNet-Saccade has none: docs/deployment.md)."""
     from cornernet_tf.cli import export as command
 
-    print(f"\n== exporting to {folder}/cornernet/1 (SavedModel) and {folder}/cornernet_tfjs")
-    return command.main(
-        ["--config", str(train_dir / "config.yaml"), "--weights", str(weights), "--overwrite",
-         "--out", str(folder / "cornernet"), "--tfjs", str(folder / "cornernet_tfjs")]
-    )  # fmt: skip
+    arguments = ["--config", str(train_dir / "config.yaml"), "--weights", str(weights),
+                 "--overwrite", "--out", str(folder / "cornernet")]  # fmt: skip
+    tfjs = f" and {folder}/cornernet_tfjs" if browser else ""
+    print(f"\n== exporting to {folder}/cornernet/1 (SavedModel){tfjs}")
+    return command.main(arguments + (["--tfjs", str(folder / "cornernet_tfjs")] if browser else []))
 
 
 def plot_loss(history: Path, path: Path) -> None:

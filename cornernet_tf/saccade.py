@@ -55,7 +55,9 @@ LOCATION_NMS_DISTANCE = 16  # crop pixels (location_nms(thresh=16))
 MAX_ZOOM = 4.0  # attention peaks of crops zoomed more than 2, or zooming past 4, are ignored
 SOFT_NMS_METHODS = {"nms": 0, "linear": 1, "gaussian": 2}  # the official `method` numbers
 
-Network = Callable[[tf.Tensor], tuple[tf.Tensor, Sequence[tf.Tensor]]]
+# network(crops, attention=True) -> (detections, attention maps); attention=False: the saccades,
+# which need detections only (the official no_att), the maps may be left out
+Network = Callable[..., tuple[tf.Tensor, Sequence[tf.Tensor]]]
 
 
 # --- where to look -------------------------------------------------------------------------
@@ -490,7 +492,7 @@ def look(network: Network, image_bgr, locations, config: Config, attention: bool
     else:
         raw = tf.cond(
             tf.shape(locations)[0] > 0,
-            lambda: tf.cast(network(crops["crops"])[0], tf.float32),
+            lambda: tf.cast(network(crops["crops"], attention=False)[0], tf.float32),
             lambda: tf.zeros([0, config.test.num_dets, 8]),
         )
         maps = {}
@@ -535,8 +537,9 @@ def saccade_stages(network: Network, image, config: Config) -> dict[str, tf.Tens
     intermediate result (keys named after the official variables, `s0_` the glance, `s1_` the
     saccades).
 
-    network(crops (N, side, side, 3) float32) -> (detections (N, num_dets, 8) in output-map
-    pixels, attention maps [(N, h_i, w_i, 1) sigmoid] innermost first), e.g. `saccade_network`.
+    network(crops (N, side, side, 3) float32, attention=True) -> (detections (N, num_dets, 8) in
+    output-map pixels, attention maps [(N, h_i, w_i, 1) sigmoid] innermost first), e.g.
+    `saccade_network`; the saccades call it with attention=False and use the detections only.
     """
     test = config.test
     shape = tf.shape(image)
@@ -607,10 +610,11 @@ def saccade_network(model, test: TestConfig) -> Network:
     crops (N, side, side, 3) -> (detections (N, num_dets, 8) [x1, y1, x2, y2, score, tl_score,
     br_score, class] in output-map pixels, the final stack's `decode` with the test settings
     (the official CornerNet-Saccade's have no_border); [attention_0, attention_1, ...] sigmoid maps
-    (N, h_i, w_i, 1), innermost first)."""
+    (N, h_i, w_i, 1), innermost first; none with attention=False, where the model leaves out its
+    attention heads)."""
 
-    def network(crops):
-        outputs = model(crops, training=False)
+    def network(crops, attention=True):
+        outputs = model(crops, training=False, attention=attention)
         outputs = {key: tf.cast(value, tf.float32) for key, value in outputs.items()}
         dets = decode(
             outputs,

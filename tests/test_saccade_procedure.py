@@ -264,8 +264,9 @@ class Replay:
     def __init__(self, ref):
         self.ref, self.calls = ref, 0
 
-    def __call__(self, crops):
+    def __call__(self, crops, attention=True):
         glance, self.calls = self.calls % 2 == 0, self.calls + 1
+        assert attention == glance  # the saccades need no attention maps
         if glance:
             maps = [tf.constant(nhwc(self.ref[f"s0_att_{i}"])) for i in range(3)]
             return tf.constant(self.ref["s0_dets_raw"]), maps
@@ -357,7 +358,7 @@ def test_no_saccades_when_the_glance_finds_nothing(config):
     """No attention peak and no detection: no location, and the network is not run on an
     empty batch (the official stops too); nothing is detected."""
 
-    def network(crops):
+    def network(crops, attention=True):
         count = crops.shape[0]
         assert count > 0, "the network ran on no crops"
         dets = tf.concat([tf.zeros([count, 12, 4]), -tf.ones([count, 12, 4])], -1)
@@ -383,12 +384,14 @@ def test_saccade_network_of_a_model_with_attention():
         "data.input_size": [255, 255],
         "test.top_k": 12,
         "test.num_dets": 12,
+        "test.no_border": True,
     }
     config = load_config("tiny", tiny)
     model = build_model(config)
     network = saccade.saccade_network(model, config.test)
     crops = tf.random.stateless_normal([2, 255, 255, 3], seed=[1, 2])
     detections, maps = network(crops)
+    assert network(crops, attention=False)[1] == []
     assert detections.shape == (2, 12, 8)
     assert [m.shape for m in maps] == [(2, s, s, 1) for s in (16, 32, 64)]
     assert all(0 < float(tf.reduce_min(m)) and float(tf.reduce_max(m)) < 1 for m in maps)

@@ -72,7 +72,8 @@ def main(argv=None) -> int:
         return 0
     result = demo.evaluate(config, weights, out)
     demo.plot_loss(train_dir / "logs/history.jsonl", out / "loss.png")
-    if demo.export(train_dir, weights, Path(args.export)) != 0:
+    browser = config.test.procedure != "saccade"  # TF.js lacks float64: docs/deployment.md
+    if demo.export(train_dir, weights, Path(args.export), browser) != 0:
         return 1
     minutes = (time.perf_counter() - start) / 60
     print(
