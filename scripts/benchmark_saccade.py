@@ -9,7 +9,9 @@ Ours runs as `Detector` does (one tf.function for any image size) with the netwo
 folded float32, folded float32 with Winograd 3x3 convolutions (when the compiled ops are built)
 and folded bfloat16; each image's time is the fastest of --repeats calls after a warm-up call.
 The official side is scripts/official_saccade_timing.py (its `cornernet_saccade_inference`,
-unchanged, on the CPU), one call per image after a warm-up image.
+unchanged, on the CPU), the fastest of --repeats calls per image after a warm-up image. Last,
+what the network's FLOPs of all images take at the float32 ceiling of this CPU (benchmark.py's
+`float32_ceiling`): the least any direct float32 implementation can take here.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 SIZES = ((480, 640), (427, 640), (640, 480))  # the shapes scenes, (height, width)
+# GFLOP of the network on one 255 x 255 crop (TensorFlow's profiler count of the test path's
+# graph, multiply-adds x 2): a glance crop (with the attention heads) and a saccade crop (without)
+GLANCE_GFLOP, SACCADE_GFLOP = 192.2, 185.1
 
 
 def write_images(folder: Path) -> list[Path]:
@@ -76,6 +81,8 @@ def official_rows(args, weights: Path, images: list[Path]) -> dict[str, tuple[fl
         str(weights),
         "--threads",
         str(args.threads or os.cpu_count()),
+        "--repeats",
+        str(args.repeats),
         "--images",
         *map(str, images),
     ]
@@ -191,3 +198,16 @@ def bench_saccade(args, folder: Path) -> None:
             "(no official column: add --official-lite-src CornerNet-Lite/ --torch-python PY, a "
             "Python with torch, opencv-python-headless, tqdm and Cython)"
         )
+    from benchmark import float32_ceiling
+
+    rates = float32_ceiling(args.repeats)
+    rate, which = max(rates.values()), max(rates, key=rates.get)
+    crops = sum(row[1] for row in rows)
+    gflop = 2 * len(rows) * GLANCE_GFLOP + (crops - 2 * len(rows)) * SACCADE_GFLOP
+    floor = (
+        f"float32 ceiling of this CPU under TF: {rate:.0f} GFLOP/s ({which}); the network's "
+        f"{gflop:.0f} GFLOP on these {crops} crops take at least {gflop / rate:.2f} s there"
+    )
+    if official:
+        floor += f", {gflop / rate / totals['official']:.2f} x official"
+    print(floor)
