@@ -128,6 +128,19 @@ def test_folded_and_other_pools_match_the_official_outputs(converted, reference,
         np.testing.assert_allclose(sigmoid, reference[f"test_attention_{i}"], atol=1e-5)
 
 
+@pytest.mark.slow
+@pytest.mark.custom_op
+def test_winograd_matches_the_official_outputs(converted, reference):
+    """The Winograd F(4x4, 3x3) float32 network of the Saccade benchmark, built at 511 so that
+    every 3x3 stride-1 convolution takes Winograd: measured max |diff| 7.3e-6."""
+    network = inference_model(converted, winograd=True)
+    images = np.transpose(reference["input"], (0, 2, 3, 1))
+    out = network(images, training=False)
+    for key, name in {**OFFICIAL_NAMES, **{key: key for key in ATTENTION}}.items():
+        ours = np.transpose(out[key].numpy(), (0, 3, 1, 2))
+        np.testing.assert_allclose(ours, reference[name][-1], atol=1e-4, rtol=1e-4, err_msg=key)
+
+
 # bfloat16 (folded or not) against the official float32 outputs on the parity input: measured max
 # abs differences 0.034 (heatmaps, |x| <= 5.0), 0.028 (embeddings), 0.028 (offsets), 0.030
 # (attention logits), three stacks deep; 0.07 leaves room and still fails if a layer computed in
