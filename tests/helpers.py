@@ -112,3 +112,33 @@ def make_lite_weights_module():
     finally:
         sys.path.remove(str(DATA))
     return module
+
+
+def convert_lite(weights, config: str, folder):
+    """An official CornerNet-Lite state_dict (keys without `module.`) written as a checkpoint,
+    converted by cornernet-convert --config `config` and loaded into a fresh model: the path a
+    user takes with CornerNet_Squeeze_500000.pkl or CornerNet_Saccade_500000.pkl."""
+    from cornernet_tf import build_model, load_config
+
+    checkpoint, output = folder / f"{config}.npz", folder / f"{config}.weights.h5"
+    np.savez(checkpoint, **{"module." + k: v for k, v in weights.items()})
+    assert run_script("convert_weights", str(checkpoint), str(output), "--config", config) == 0
+    checkpoint.unlink()
+    model = build_model(load_config(config))
+    model.load_weights(str(output))
+    return model
+
+
+def official_parts(weights) -> dict[str, int]:
+    """Trainable parameters per official top-level module (pre, kps.0, tl_heats.1, ...) of a
+    CornerNet-Lite state_dict, under this model's names."""
+    from cornernet_tf.convert import lite_to_cornernet
+
+    parts = {}
+    for key, value in weights.items():
+        if "running_" in key or key.endswith("num_batches_tracked"):
+            continue
+        part = lite_to_cornernet(key).split(".")
+        part = "pre" if part[0] == "pre" else ".".join(part[:2])
+        parts[part] = parts.get(part, 0) + value.size
+    return parts

@@ -16,7 +16,15 @@ from cornernet_tf import build_model, load_config
 from cornernet_tf.convert import WeightMismatchError, load_official_weights
 from cornernet_tf.model import parameter_table
 from cornernet_tf.optimize import inference_model
-from tests.helpers import DATA, OFFICIAL_NAMES, load_fixture, make_lite_weights_module, run_script
+from tests.helpers import (
+    DATA,
+    OFFICIAL_NAMES,
+    convert_lite,
+    load_fixture,
+    make_lite_weights_module,
+    official_parts,
+    run_script,
+)
 
 ATTENTION = {f"attention_{i}": (16 * 2**i, 16 * 2**i) for i in range(3)}  # 255 in: 16, 32, 64
 
@@ -38,14 +46,7 @@ def saccade():
 
 @pytest.fixture(scope="module")
 def converted(lite_weights, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("saccade")
-    checkpoint, output = folder / "saccade_seed0.npz", folder / "saccade.weights.h5"
-    np.savez(checkpoint, **{"module." + k: v for k, v in lite_weights.items()})
-    assert run_script("convert_weights", str(checkpoint), str(output), "--config", "saccade") == 0
-    checkpoint.unlink()
-    model = build_model(load_config("saccade"))
-    model.load_weights(str(output))
-    return model
+    return convert_lite(lite_weights, "saccade", tmp_path_factory.mktemp("saccade"))
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +66,7 @@ def test_parameter_count_is_the_official_one(saccade):
 
 def test_parameters_per_part(saccade, lite_weights):
     """Per official module (att_modules.<stack> included), from the official state_dict's shapes."""
-    from cornernet_tf.convert import lite_to_cornernet
-
-    official = {}
-    for key, value in lite_weights.items():
-        if "running_" in key or key.endswith("num_batches_tracked"):
-            continue
-        part = lite_to_cornernet(key).split(".")
-        part = "pre" if part[0] == "pre" else ".".join(part[:2])
-        official[part] = official.get(part, 0) + value.size
+    official = official_parts(lite_weights)
     ours = {}
     for part, trainable, _ in parameter_table(saccade):
         part = ".".join(part.split(".")[:2])  # att_modules.<s>.<level> -> att_modules.<s>
