@@ -9,7 +9,7 @@ OPS := cornernet_tf/ops/_custom_ops.so
 WEB_MODEL ?= exported/cornernet_tfjs
 WEB_SAMPLE ?= $(firstword $(wildcard runs/shapes/val/*.png))
 
-.PHONY: demo demo-squeeze demo-saccade finetune-demo test test-fast lint benchmark clean web serve-web browser ops
+.PHONY: demo demo-squeeze demo-saccade finetune-demo test test-heavy test-fast lint benchmark clean web serve-web browser ops
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,12 @@ browser:
 
 test: $(STAMP) $(OPS) $(NODE_STAMP) browser
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not heavy"
+	@echo "make test left out the tests marked heavy (minutes each: see pyproject.toml); make test-heavy runs them, and CI runs both"
+
+# the tests marked heavy (CI runs them after make test)
+test-heavy: $(STAMP) $(OPS)
+	$(PY) -m pytest -m heavy
 
 # the compiled ops: corner pooling (C++ CPU kernels; CUDA kernels too when nvcc exists) and the
 # Winograd transforms (CPU)

@@ -220,6 +220,7 @@ def test_fixed_input_size_needs_one_scale(tiny_weights):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_hourglass104_exports_and_serves(test_images, tmp_path):
     """The full model (random weights, 805 MB of variables) through export and a clean process."""
     import keras

@@ -425,6 +425,7 @@ def test_a_run_keeps_its_map_best_model_and_score_across_resume(shapes, tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_fine_tuning_beats_training_from_scratch(tmp_path):
     """The fine-tuning demo, smaller: a tiny model trained on the four shapes, fine-tuned on the
     three signs, against the same steps from scratch (same seed and data order)."""
