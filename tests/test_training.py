@@ -81,6 +81,7 @@ def test_one_step_on_two_replicas_equals_the_per_half_mean_on_one_device():
 
 
 @pytest.mark.e2e
+@pytest.mark.heavy
 def test_kill_minus_9_then_resume_continues_exactly(shapes, tmp_path):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     args = ["--quiet"] + overrides(shapes)
@@ -170,6 +171,7 @@ def test_mixed_bfloat16_training_runs(shapes, tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.heavy
 def test_xla_train_step_takes_sparse_targets(shapes):
     """jit_compile=True: XLA compiles the network, loss and gradients; the heatmaps (data-
     dependent shapes) are drawn outside it. Same loss as the plain step, and it trains."""
