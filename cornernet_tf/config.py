@@ -6,6 +6,7 @@ No TensorFlow import here: scripts can read and check a config before the heavy 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,54 @@ class ConfigError(ValueError):
     """A config file or override is wrong; the message names the file, the key and the value."""
 
 
+# the largest count or size a config may hold: counts and sizes become int32 tensor values
+INT_MAX = 2**31 - 1
+
+
+def check_range(
+    where: str,
+    key: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    expected: str | None = None,
+) -> None:
+    """Raises ConfigError naming `where`, `key` and `value` unless `value` (a number, or each
+    number of a non-empty list) is finite, within [low, high] (an end excluded when `low_open`
+    / `high_open`) and, for an int without `high`, at most INT_MAX. `expected` replaces the
+    description of the range in the message ("positive sizes")."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if items and all(_within(v, low, high, low_open, high_open) for v in items):
+        return
+    if expected is None:
+        numbers = "a finite number " if any(isinstance(v, float) for v in items) else ""
+        if low is not None and high is not None:
+            span = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        elif low is not None:
+            span = f"{'>' if low_open else '>='} {low}"
+        else:
+            span = f"{'<' if high_open else '<='} {high}" if high is not None else ""
+        if high is None and any(isinstance(v, int) and v > INT_MAX for v in items):
+            span = f"{span} and <= {INT_MAX}" if span else f"<= {INT_MAX}"
+        expected = (numbers + span).strip() or "finite"
+        if isinstance(value, (list, tuple)):
+            key = f"{key} entries"
+    raise ConfigError(f"{where}: {key} must be {expected}, got {_listify(value)}")
+
+
+def _within(v: Any, low, high, low_open: bool, high_open: bool) -> bool:
+    if isinstance(v, float) and not math.isfinite(v):
+        return False
+    if isinstance(v, int) and high is None and v > INT_MAX:
+        return False
+    if low is not None and (v <= low if low_open else v < low):
+        return False
+    return high is None or (v < high if high_open else v <= high)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """The network. Defaults are the official Hourglass-104 CornerNet."""
@@ -54,10 +103,8 @@ class ModelConfig:
     corner_pool: str = "tf"  # "tf" | "scan" | "custom" | "auto" (`cornernet_tf.ops.corner_pool`)
 
     def validate(self, where: str) -> None:
-        if self.num_stacks < 1:
-            raise ConfigError(f"{where}: model.num_stacks must be >= 1, got {self.num_stacks}")
-        if self.depth < 1:
-            raise ConfigError(f"{where}: model.depth must be >= 1, got {self.depth}")
+        for key in ("num_stacks", "depth", "stem_dim", "cnv_dim", "pool_dim", "num_classes"):
+            check_range(where, f"model.{key}", getattr(self, key), 1)
         for key in ("dims", "modules"):
             value = getattr(self, key)
             if len(value) != self.depth + 1:
@@ -65,8 +112,7 @@ class ModelConfig:
                     f"{where}: model.{key} needs depth + 1 = {self.depth + 1} entries, "
                     f"got {len(value)}: {list(value)}"
                 )
-            if any(v < 1 for v in value):
-                raise ConfigError(f"{where}: model.{key} entries must be >= 1, got {list(value)}")
+            check_range(where, f"model.{key}", value, 1)
         for key, allowed in FAMILY.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(
@@ -112,10 +158,19 @@ class DataConfig:
     val_tfrecords: str | None = None
 
     def validate(self, where: str) -> None:
-        if len(self.input_size) != 2 or min(self.input_size) < 1:
+        if len(self.input_size) != 2:
             raise ConfigError(
                 f"{where}: data.input_size must be [height, width], got {list(self.input_size)}"
             )
+        check_range(where, "data.input_size", self.input_size, 1)
+        check_range(where, "data.mean_bgr", self.mean_bgr)
+        check_range(where, "data.std_bgr", self.std_bgr, 0, low_open=True)
+        check_range(where, "data.max_objects", self.max_objects, 1)
+        check_range(
+            where, "data.gaussian_iou", self.gaussian_iou, 0, 1, low_open=True, high_open=True
+        )
+        if self.category_ids:
+            check_range(where, "data.category_ids", self.category_ids, 0)
         if self.sampling not in ("cornernet", "saccade"):
             raise ConfigError(
                 f"{where}: data.sampling must be cornernet or saccade, got {self.sampling!r}"
@@ -170,13 +225,20 @@ class TestConfig:
 
     def validate(self, where: str) -> None:
         self._validate_saccade(where)
-        if not self.scales or any(s <= 0 for s in self.scales):
+        check_range(
+            where, "test.scales", self.scales, 0, low_open=True, expected="positive finite numbers"
+        )
+        for key in ("top_k", "num_dets", "max_per_image"):
+            check_range(where, f"test.{key}", getattr(self, key), 1)
+        if not 1 <= self.nms_kernel <= INT_MAX or self.nms_kernel % 2 == 0:
+            # the official max-pool NMS pads (kernel - 1) // 2 on each side
             raise ConfigError(
-                f"{where}: test.scales must be positive numbers, got {list(self.scales)}"
+                f"{where}: test.nms_kernel must be an odd size >= 1, got {self.nms_kernel}"
             )
-        for key in ("top_k", "num_dets", "max_per_image", "nms_kernel"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{where}: test.{key} must be >= 1, got {getattr(self, key)}")
+        check_range(where, "test.ae_threshold", self.ae_threshold, 0, low_open=True)
+        check_range(where, "test.soft_nms_sigma", self.soft_nms_sigma, 0, low_open=True)
+        check_range(where, "test.score_threshold", self.score_threshold, 0, 1)
+        check_range(where, "test.merge_weight_exp", self.merge_weight_exp, 0)
         if self.num_dets > self.top_k**2:
             raise ConfigError(
                 f"{where}: test.num_dets ({self.num_dets}) cannot exceed top_k^2 ({self.top_k**2})"
@@ -195,19 +257,16 @@ class TestConfig:
             raise ConfigError(
                 f"{where}: test.procedure must be cornernet or saccade, got {self.procedure!r}"
             )
-        if not self.init_sizes or any(s < 1 for s in self.init_sizes):
-            raise ConfigError(
-                f"{where}: test.init_sizes must be positive sizes, got {list(self.init_sizes)}"
-            )
+        check_range(where, "test.init_sizes", self.init_sizes, 1, expected="positive sizes")
         if len(self.att_thresholds) != 1:
             raise ConfigError(
                 f"{where}: test.att_thresholds must have one entry (one round of attention crops "
                 f"is supported, as the official config), got {list(self.att_thresholds)}"
             )
-        if not 0 <= self.att_thresholds[0] < 1:
-            raise ConfigError(
-                f"{where}: test.att_thresholds must be in [0, 1), got {list(self.att_thresholds)}"
-            )
+        check_range(
+            where, "test.att_thresholds", self.att_thresholds, 0, 1, high_open=True,
+            expected="in [0, 1)",
+        )  # fmt: skip
         maps = len(self.att_ratios)
         for key in ("att_scales", "att_ranges"):
             if len(getattr(self, key)) != maps:
@@ -215,22 +274,17 @@ class TestConfig:
                     f"{where}: test.{key} needs one entry per attention map, as test.att_ratios "
                     f"({maps}), got {_listify(getattr(self, key))}"
                 )
-        if any(s <= 0 for s in self.att_scales):
-            raise ConfigError(
-                f"{where}: test.att_scales must be positive, got {list(self.att_scales)}"
-            )
-        if any(r < 1 for r in self.att_ratios):
-            raise ConfigError(
-                f"{where}: test.att_ratios must be positive strides, got {list(self.att_ratios)}"
-            )
-        if any(not 0 <= low < high for low, high in self.att_ranges):
+        check_range(
+            where, "test.att_scales", self.att_scales, 0, low_open=True, expected="positive"
+        )
+        check_range(where, "test.att_ratios", self.att_ratios, 1, expected="positive strides")
+        if any(not 0 <= low < high <= INT_MAX for low, high in self.att_ranges):
             raise ConfigError(
                 f"{where}: test.att_ranges must be [low, high] pairs with 0 <= low < high, "
                 f"got {_listify(self.att_ranges)}"
             )
-        if self.att_max_crops < 0:
-            raise ConfigError(f"{where}: test.att_max_crops must be >= 0, got {self.att_max_crops}")
-        if self.att_nms_kernel < 1 or self.att_nms_kernel % 2 == 0:
+        check_range(where, "test.att_max_crops", self.att_max_crops, 0)
+        if not 1 <= self.att_nms_kernel <= INT_MAX or self.att_nms_kernel % 2 == 0:
             raise ConfigError(
                 f"{where}: test.att_nms_kernel must be an odd size >= 1, got {self.att_nms_kernel}"
             )
@@ -265,20 +319,25 @@ class TrainConfig:
     best_by: str = "loss"  # what best/ keeps: "loss" (validation loss) or "ap" (COCO AP)
 
     def validate(self, where: str) -> None:
-        for key in ("batch_size", "steps", "checkpoint_every", "keep_checkpoints", "eval_images"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{where}: train.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("eval_every", "freeze_backbone"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{where}: train.{key} must be >= 0, got {getattr(self, key)}")
+        for key in (
+            "batch_size", "steps", "checkpoint_every", "keep_checkpoints", "validation_batches",
+            "eval_images",
+        ):  # fmt: skip
+            check_range(where, f"train.{key}", getattr(self, key), 1)
+        for key in ("eval_every", "freeze_backbone", "log_images_every"):
+            check_range(where, f"train.{key}", getattr(self, key), 0)
+        check_range(where, "train.learning_rate", self.learning_rate, 0, low_open=True)
+        for key in ("pull_weight", "push_weight", "offset_weight"):
+            check_range(where, f"train.{key}", getattr(self, key), 0)
+        # numpy's seed (keras.utils.set_random_seed) takes 0 .. 2^32 - 1
+        check_range(where, "train.seed", self.seed, 0, 2**32 - 1)
         if self.best_by not in ("loss", "ap"):
             raise ConfigError(f"{where}: train.best_by must be loss or ap, got {self.best_by!r}")
         if self.best_by == "ap" and not self.eval_every:
             raise ConfigError(
                 f"{where}: train.best_by ap needs train.eval_every > 0 (how often AP is computed)"
             )
-        if not 0 < self.decay_at <= 1:
-            raise ConfigError(f"{where}: train.decay_at must be in (0, 1], got {self.decay_at}")
+        check_range(where, "train.decay_at", self.decay_at, 0, 1, low_open=True)
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise ConfigError(
                 f"{where}: train.precision must be float32 or mixed_bfloat16, "
@@ -374,7 +433,7 @@ def load_config(
             ) from None
         try:
             raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as error:
+        except (yaml.YAMLError, ValueError) as error:  # ValueError: an int of > 4300 digits
             raise ConfigError(f"{source}: not valid YAML: {error}") from None
         if not isinstance(raw, dict):
             raise ConfigError(
@@ -415,8 +474,10 @@ def _parse_overrides(overrides, source: str) -> dict[str, Any]:
             raise ConfigError(f"{source}: override {item!r} is not of the form key=value")
         try:
             parsed[key.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"{source}: override {item!r}: value is not valid YAML") from None
+        except (yaml.YAMLError, ValueError):
+            raise ConfigError(
+                f"{source}: override {item!r:.200}: value is not valid YAML"
+            ) from None
     return parsed
 
 
@@ -468,7 +529,13 @@ def _coerce(kind, value: Any, source: str, key: str):
         item_kind = item_kinds[0]
         return tuple(_coerce(item_kind, v, source, f"{key}[{i}]") for i, v in enumerate(value))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(
+                f"{source}: '{key}' is too large for a float, got an integer of "
+                f"{value.bit_length()} bits"
+            ) from None
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(
             f"{source}: '{key}' must be {kind.__name__}, got {value!r} ({type(value).__name__})"
