@@ -25,11 +25,9 @@ import keras
 import tensorflow as tf
 
 from cornernet_tf.config import Config, category_ids
+from cornernet_tf.images import MAX_PIXELS, encoded_format, encoded_size
 from cornernet_tf.inference import detect_image
 from cornernet_tf.optimize import inference_model
-
-# the first bytes of the formats tf.io.decode_image reads
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")
 
 
 def serving_outputs(
@@ -63,29 +61,57 @@ def _output_signature(max_detections: int) -> dict[str, tf.TensorSpec]:
     }
 
 
-def check_encoded_image(data, index) -> tf.Tensor:
-    """Decodes one encoded image to (H, W, 3) uint8 RGB after checks that name images[index]."""
+def check_encoded_image(data, index, max_pixels: int = MAX_PIXELS) -> tf.Tensor:
+    """Decodes one encoded image to (H, W, 3) uint8 RGB after checks that name images[index]:
+    not empty, a JPEG / PNG / GIF / BMP (else its first bytes are quoted in hex and ASCII, so
+    the message stays valid UTF-8), at most `max_pixels` pixels by its header (before any
+    pixel is decoded)."""
     empty = tf.debugging.Assert(
         tf.strings.length(data) > 0,
         [tf.strings.format("images[{}] is an empty string, not an encoded image", index)],
     )
-    known = tf.reduce_any(
-        [tf.equal(tf.strings.substr(data, 0, len(magic)), magic) for magic in _MAGIC]
-    )
+    with tf.control_dependencies([empty]):
+        known = tf.greater_equal(encoded_format(data), 0)
     unknown = tf.debugging.Assert(
         known,
         [
-            tf.strings.format(
-                "images[{}] is not a JPEG, PNG, GIF or BMP file; it starts with {}",
-                (index, tf.strings.substr(data, 0, 8)),
+            tf.strings.join(  # not tf.strings.format, which quotes a string
+                [
+                    tf.strings.format("images[{}] is not a JPEG, PNG, GIF or BMP file", index),
+                    "; it starts with ",
+                    quoted_bytes(tf.strings.substr(data, 0, 12)),
+                ]
             )
         ],
     )
-    with tf.control_dependencies([empty, unknown]):
+    with tf.control_dependencies([unknown]):
+        height, width = encoded_size(data)
+    too_large = tf.debugging.Assert(
+        height * width <= max_pixels,
+        [
+            tf.strings.format(
+                "images[{}] is {}x{} = {} pixels, more than the {} this model accepts "
+                "(cornernet-export --max-pixels)",
+                (index, width, height, height * width, max_pixels),
+            )
+        ],
+    )
+    with tf.control_dependencies([too_large]):
         data = tf.identity(data)
     image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
     image.set_shape([None, None, 3])
     return image
+
+
+def quoted_bytes(data) -> tf.Tensor:
+    """Bytes (a scalar tf.string) as ASCII text: hex, then the printable characters, as
+    `cornernet_tf.images.describe_bytes` writes them."""
+    codes = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int32)
+    hex_digits = tf.constant([f"{i:02x}" for i in range(256)])
+    shown = tf.constant([chr(i) if 32 <= i < 127 and i not in b"'\"\\" else "." for i in range(256)])
+    hex_text = tf.strings.reduce_join(tf.gather(hex_digits, codes), separator=" ")
+    text = tf.strings.reduce_join(tf.gather(shown, codes))
+    return tf.strings.join([hex_text, " (as text: ", text, ")"])
 
 
 def checked_batch(images, shape: list, what: str) -> tf.Tensor:
@@ -115,10 +141,16 @@ def checked_batch(images, shape: list, what: str) -> tf.Tensor:
 
 
 def serving_functions(
-    model, config: Config, input_size: int | None = None, browser: bool = False
+    model,
+    config: Config,
+    input_size: int | None = None,
+    browser: bool = False,
+    max_pixels: int = MAX_PIXELS,
 ) -> dict:
     """The signature functions of the serving model, {name: (function, input_signature)}.
 
+    max_pixels: images with more pixels are refused (INVALID_ARGUMENT), encoded ones by their
+    header before decoding.
     browser: only serve_image, for a batch of one image and without tf.map_fn, whose lowered
     while loop TF.js 4.22 cannot run ("LoopExecuted").
     """
@@ -126,12 +158,19 @@ def serving_functions(
     output_signature = _output_signature(limit)
 
     def one_image(image):
-        check = tf.debugging.Assert(
-            tf.reduce_all(tf.shape(image)[:2] > 0),
-            ["an image has no pixels: its shape is", tf.shape(image)],
-            summarize=8,
-        )
-        with tf.control_dependencies([check]):
+        shape = tf.shape(image)
+        checks = [
+            tf.debugging.Assert(
+                tf.reduce_all(shape[:2] > 0),
+                ["an image has no pixels: its shape is", shape],
+                summarize=8,
+            )
+        ]
+        if not browser:  # TF.js has no int64; its input has a fixed size
+            pixels = tf.reduce_prod(tf.cast(shape[:2], tf.int64))
+            message = f"an image has more than the {max_pixels} pixels this model accepts: shape"
+            checks.append(tf.debugging.Assert(pixels <= max_pixels, [message, shape], summarize=8))
+        with tf.control_dependencies(checks):
             image = tf.identity(image)
         dets = detect_image(model, image, config, input_size)
         height, width = tf.shape(image)[0], tf.shape(image)[1]
@@ -149,7 +188,7 @@ def serving_functions(
         images = checked_batch(images, [None], "a batch (a list) of encoded images")
         index = tf.range(tf.shape(images)[0])
         return tf.map_fn(
-            lambda args: one_image(check_encoded_image(*args)),
+            lambda args: one_image(check_encoded_image(*args, max_pixels)),
             (images, index),
             fn_output_signature=output_signature,
         )
@@ -172,6 +211,7 @@ def export_saved_model(
     flip: bool | None = None,
     browser: bool = False,
     fold_batchnorm: bool = True,
+    max_pixels: int = MAX_PIXELS,
 ) -> Path:
     """Writes the serving SavedModel of `model` to `path` (e.g. exported/cornernet/1).
 
@@ -179,8 +219,10 @@ def export_saved_model(
     flip: the flip test (None: config.test.flip); browser: only `serve_image`, for one image
     (batch 1) and without a loop, the source of the TF.js model (float32 only: TF.js has no
     bfloat16; not CornerNet-Saccade's procedure, which needs float64); fold_batchnorm: merge
-    each BatchNorm into its convolution. The network computes in config.test.precision. Returns
-    the path.
+    each BatchNorm into its convolution; max_pixels: the largest image (height x width) the
+    model accepts, checked from an encoded image's header before decoding (not in the browser
+    model, whose input has a fixed size). The network computes in config.test.precision.
+    Returns the path.
     """
     if flip is not None:
         config = dataclasses.replace(config, test=dataclasses.replace(config.test, flip=flip))
@@ -204,7 +246,9 @@ def export_saved_model(
     # tracking the model too stores every variable twice (Keras 3.15; measured 2x the size)
     archive = keras.export.ExportArchive()
     path = Path(path)
-    functions = serving_functions(model, config, input_size, browser)
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
+    functions = serving_functions(model, config, input_size, browser, max_pixels)
     for name, (function, signature) in functions.items():
         archive.add_endpoint(name, function, signature)
     archive.write_out(str(path), verbose=False)

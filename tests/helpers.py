@@ -1,6 +1,8 @@
 """Shared test helpers: fixture loading and small builders."""
 
+import struct
 from pathlib import Path
+from zlib import crc32
 
 import numpy as np
 
@@ -142,3 +144,19 @@ def official_parts(weights) -> dict[str, int]:
         part = "pre" if part[0] == "pre" else ".".join(part[:2])
         parts[part] = parts.get(part, 0) + value.size
     return parts
+
+
+def png_header(width, height) -> bytes:
+    """The signature and IHDR chunk of a PNG of width x height, no pixels."""
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", crc32(ihdr))
+
+
+def gif_header(width, height) -> bytes:
+    return b"GIF89a" + struct.pack("<HHBBB", width, height, 0, 0, 0)
+
+
+def bmp_header(width, height) -> bytes:
+    """A BMP file and info header (BITMAPINFOHEADER); a negative height: top-down rows."""
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 0, 0, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + info

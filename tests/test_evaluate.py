@@ -116,7 +116,7 @@ def test_read_image_converts_and_names_bad_files(tmp_path):
     assert read_image(tmp_path / "gray.png").shape == (5, 7, 3)
     assert read_image(tmp_path / "rgba.png").shape == (5, 7, 3)
     (tmp_path / "notes.png").write_text("not an image")
-    with pytest.raises(ImageError, match="notes.png: not an image"):
+    with pytest.raises(ImageError, match="notes.png: not a JPEG, PNG, GIF or BMP image"):
         read_image(tmp_path / "notes.png")
     with pytest.raises(ImageError, match="nope.jpg: no such file"):
         read_image(tmp_path / "nope.jpg")

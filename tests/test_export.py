@@ -13,7 +13,7 @@ from cornernet_tf import load_config
 from cornernet_tf.export import export_saved_model
 from cornernet_tf.inference import Detector
 from cornernet_tf.serving import OUTPUT_KEYS
-from tests.helpers import ROOT, run_script
+from tests.helpers import ROOT, bmp_header, gif_header, png_header, run_script
 
 pytestmark = pytest.mark.e2e  # the tiny model exported as a SavedModel
 
@@ -182,6 +182,28 @@ def test_saved_model_cli_show_and_run(exported, test_images, tmp_path):
             "images[1] is not a JPEG, PNG, GIF or BMP file; it starts with",
         ),
         ("serving_default", ["image", "truncated"], "Invalid PNG data"),
+        (  # bytes that are not UTF-8 are quoted in hex: the message stays text
+            "serving_default",
+            [bytes(range(200, 212))],
+            "starts with c8 c9 ca cb cc cd ce cf d0 d1 d2 d3 (as text: ............)",
+        ),
+        (
+            "serving_default",
+            [b"RIFF\x1c\x05\x00\x00WEBPVP8 "],
+            "starts with 52 49 46 46 1c 05 00 00 57 45 42 50 (as text: RIFF....WEBP)",
+        ),
+        (  # a 45-byte PNG header of 8000x8000: refused before any pixel is decoded
+            "serving_default",
+            [png_header(8000, 8000)],
+            "images[0] is 8000x8000 = 64000000 pixels, more than the 33177600 this model accepts",
+        ),
+        ("serving_default", [gif_header(65535, 65535)], "65535x65535 = 4294836225 pixels"),
+        ("serving_default", [bmp_header(9000, -9000)], "9000x9000 = 81000000 pixels"),
+        (
+            "serve_image",
+            np.zeros((1, 4321, 7681, 3), np.uint8),
+            "more than the 33177600 pixels this model accepts: shape] [4321 7681 3]",
+        ),
         ("serving_default", [[b"x"]], "a batch (a list) of encoded images of shape [?]"),
         ("serve_image", np.zeros((8, 8, 3), np.uint8), "batch of RGB images of shape [?, ?, ?, 3]"),
         ("serve_image", np.zeros((1, 8, 8, 4), np.uint8), "got shape] [1 8 8 4]"),
