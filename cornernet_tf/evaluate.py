@@ -7,6 +7,7 @@ in ascending order, the convention of the official code.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import json
@@ -14,7 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cornernet_tf.data.coco import AnnotationError, coco_index, load_annotations
+from cornernet_tf.data.coco import (
+    AnnotationError,
+    check_annotations,
+    coco_index,
+    load_annotations,
+)
 
 __all__ = [
     "STAT_NAMES",
@@ -44,11 +50,20 @@ class CocoEvaluator:
     """Accumulates detections per image and scores them with COCOeval (bbox)."""
 
     def __init__(self, annotations, category_ids=()):
-        """annotations: a path to a COCO JSON file, or a pycocotools COCO object.
+        """annotations: a path to a COCO JSON file (checked by `check_annotations`: an unusable
+        file raises AnnotationError, bad annotations are left out), or a pycocotools COCO object.
         category_ids: the model's category map (class index i is category_ids[i]); empty: the
-        file's category ids in ascending order."""
+        file's category ids in ascending order. `warnings`: one per annotation left out, then
+        those about the map; `left_out`: reason -> count of annotations left out."""
+        self.path, self.left_out, self._first = None, collections.Counter(), {}
         if isinstance(annotations, (str, Path)):
-            self.coco, self.warnings = load_annotations(annotations)
+            checked = check_annotations(annotations)
+            self.coco, self.warnings = coco_index(checked.data), checked.warnings
+            self.path, self.left_out, self._first = (
+                Path(annotations),
+                checked.left_out,
+                checked.first,
+            )
         else:
             self.coco, self.warnings = annotations, []
         self.category_ids = list(category_ids) or sorted(self.coco.getCatIds())
@@ -59,9 +74,18 @@ class CocoEvaluator:
                 f"{sorted(self.coco.getCatIds())}: their detections are not scored"
             )
         self.class_names = [
-            self.coco.cats[c]["name"] if c in self.coco.cats else str(c) for c in self.category_ids
+            str(self.coco.cats.get(c, {}).get("name", c)) for c in self.category_ids
         ]
         self.reset()
+
+    def left_out_summary(self) -> list[str]:
+        """One line per reason annotations were left out (not scored): count, reason, the first
+        annotation's id; the most frequent reason first."""
+        return [
+            f"{self.path}: {count} annotation(s) left out, not scored: {reason} "
+            f"(first: annotation {self._first[reason]!r})"
+            for reason, count in self.left_out.most_common()
+        ]
 
     def reset(self) -> None:
         self.results: list[dict] = []
@@ -91,14 +115,25 @@ class CocoEvaluator:
 
     def result(self) -> dict:
         """Runs COCOeval on the images seen so far. Returns the 12 COCO numbers by name
-        (AP, AP50, ..., ARl) and `per_class`: {class name: AP at IoU .50:.95}."""
+        (AP, AP50, ..., ARl; -1 where no ground truth defines it, e.g. APs without small boxes)
+        and `per_class`: {class name: AP at IoU .50:.95, nan without ground truth}. Images seen
+        without detections are scored as such; no image seen: all 0 and no per_class."""
         from pycocotools.cocoeval import COCOeval
 
-        quiet = contextlib.redirect_stdout(io.StringIO())
-        with quiet:
-            detections = self.coco.loadRes(self.results) if self.results else None
-        if detections is None:
+        if not self.image_ids:
             return {**dict.fromkeys(STAT_NAMES, 0.0), "per_class": {}}
+        if self.results:
+            with contextlib.redirect_stdout(io.StringIO()):
+                detections = self.coco.loadRes(self.results)
+        else:  # pycocotools' loadRes cannot load an empty list
+            dataset = self.coco.dataset
+            detections = coco_index(
+                {
+                    "images": dataset["images"],
+                    "annotations": [],
+                    "categories": dataset["categories"],
+                }
+            )
         coco_eval = COCOeval(self.coco, detections, "bbox")
         coco_eval.params.imgIds = sorted(self.image_ids)
         with contextlib.redirect_stdout(io.StringIO()):

@@ -4,11 +4,13 @@ records (`read_coco`) and the pipeline source (`coco_source`).
 Classes are 0-based indices into a category map (the dataset's category ids in ascending order,
 the convention of the official code). Category ids outside the map and duplicate image ids are
 errors; bad boxes and unreadable images are left out, each with a warning that names the file and
-the entry.
+the entry. For evaluation, `check_annotations` also refuses what pycocotools would score wrongly
+(repeated image / annotation / category ids, entries without id or file_name).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import io
@@ -26,24 +28,119 @@ class AnnotationError(ValueError):
 
 
 def load_annotations(path: str | Path):
-    """Loads a COCO annotation file with pycocotools, after checking it.
+    """Loads a COCO annotation file with pycocotools, after `check_annotations`: returns
+    (COCO, list of warnings, one per annotation left out)."""
+    checked = check_annotations(path)
+    return coco_index(checked.data), checked.warnings
 
-    Annotations with an unknown category id or a malformed box are left out, each with a warning
-    naming the file and the annotation; returns (COCO, list of warnings).
+
+@dataclasses.dataclass
+class CheckedAnnotations:
+    """What `check_annotations` kept: data (the COCO dict, bad annotations removed), warnings
+    (one per annotation left out, naming the file and the annotation), left_out (reason ->
+    count) and first (reason -> the id of the first annotation left out for it)."""
+
+    data: dict
+    warnings: list
+    left_out: collections.Counter
+    first: dict
+
+
+def check_annotations(path: str | Path) -> CheckedAnnotations:
+    """Reads and checks a COCO annotation file for evaluation.
+
+    Raises AnnotationError, naming the file, the entry (list index and id), the field and the
+    value, when the file is not a JSON object with the lists images (not empty), annotations and
+    categories; an entry is not an object; an id is missing, not an integer or string, or
+    repeated (images, annotations, categories); an image has no file_name, or a width / height
+    that is not a positive number. Leaves out, with a warning each (as training does), the
+    annotations whose category_id or image_id is unknown, whose bbox is not 4 finite numbers or
+    has no area, whose area is not a number, or whose box lies wholly outside its image (it can
+    never be detected): they are not scored.
     """
     path = Path(path)
     data = _read_json(path)
-    categories = {c.get("id") for c in data["categories"]}
-    images = {i.get("id") for i in data["images"]}
-    warnings, kept = [], []
+    if not data["images"]:
+        raise AnnotationError(f"{path}: 'images' is empty: no image to evaluate")
+    _check_ids(path, data, "categories", "category")
+    _check_ids(path, data, "images", "image")
+    _check_ids(path, data, "annotations", "annotation")
+    for k, info in enumerate(data["images"]):
+        where = f"{path}: images[{k}] (id {info['id']!r})"
+        name = info.get("file_name")
+        if name is None:
+            raise AnnotationError(
+                f"{where} has no 'file_name' (expected the image's file name in the image folder)"
+            )
+        if not isinstance(name, str) or not name:
+            raise AnnotationError(f"{where}: 'file_name' must be a file name, got {name!r}")
+        for key in ("width", "height"):
+            value = info.get(key)
+            if value is not None and not (_is_number(value) and value > 0):
+                raise AnnotationError(f"{where}: '{key}' must be a positive number, got {value!r}")
+    categories = {c["id"] for c in data["categories"]}
+    images = {i["id"]: i for i in data["images"]}
+    warnings, kept, left_out, first = [], [], collections.Counter(), {}
     for ann in data["annotations"]:
-        problem = _annotation_problem(ann, categories, images)
+        reason, problem = _annotation_problem(ann, categories, set(images)) or (None, None)
+        if problem is None and not ann.get("iscrowd", 0):
+            problem = _outside(ann, images[ann["image_id"]])
+            reason = "box wholly outside its image"
         if problem:
-            warnings.append(f"{path}: annotation {ann.get('id', '?')} left out: {problem}")
+            warnings.append(f"{path}: annotation {ann['id']} left out: {problem}")
+            left_out[reason] += 1
+            first.setdefault(reason, ann["id"])
         else:
             kept.append(ann)
     data["annotations"] = kept
-    return coco_index(data), warnings
+    return CheckedAnnotations(data, warnings, left_out, first)
+
+
+def _check_ids(path: Path, data: dict, key: str, what: str) -> None:
+    """Every entry of data[key] is an object with an integer or string 'id', each id once."""
+    seen = collections.Counter()
+    for k, entry in enumerate(data[key]):
+        if not isinstance(entry, dict):
+            raise AnnotationError(f"{path}: {key}[{k}] must be a JSON object, got {_short(entry)}")
+        if "id" not in entry:
+            raise AnnotationError(f"{path}: {key}[{k}] has no 'id' (expected an integer)")
+        value = entry["id"]
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise AnnotationError(
+                f"{path}: {key}[{k}]: 'id' must be an integer or a string, got {_short(value)}"
+            )
+        seen[value] += 1
+    kinds = {type(value) for value in seen}
+    if len(kinds) > 1:
+        raise AnnotationError(f"{path}: the {what} ids mix integers and strings: expected one kind")
+    repeated = [(value, n) for value, n in seen.items() if n > 1]
+    if repeated:
+        value, n = repeated[0]
+        more = f" ({len(repeated)} ids are repeated)" if len(repeated) > 1 else ""
+        raise AnnotationError(
+            f"{path}: {what} id {value!r} appears {n} times in '{key}'{more}: each "
+            f"{what} needs its own id"
+        )
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_number(value) -> bool:
+    """A finite JSON number (not true/false)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or bool(np.isfinite(value))
+
+
+def _among(value, known: set) -> bool:
+    """value is in `known` (False for a value that cannot be, such as a list)."""
+    try:
+        return value in known
+    except TypeError:
+        return False
 
 
 def coco_index(data: dict):
@@ -57,22 +154,22 @@ def coco_index(data: dict):
     return coco
 
 
-def _annotation_problem(ann: dict, categories: set, images: set) -> str | None:
-    if ann.get("category_id") not in categories:
-        return f"unknown category_id {ann.get('category_id')!r}"
-    if ann.get("image_id") not in images:
-        return f"unknown image_id {ann.get('image_id')!r}"
+def _annotation_problem(ann: dict, categories: set, images: set) -> tuple[str, str] | None:
+    """Why an annotation cannot be used, as (reason, message naming the value), or None. Fills
+    in a missing area (w * h) and iscrowd (0)."""
+    if not _among(ann.get("category_id"), categories):
+        return "unknown category_id", f"unknown category_id {ann.get('category_id')!r}"
+    if not _among(ann.get("image_id"), images):
+        return "unknown image_id", f"unknown image_id {ann.get('image_id')!r}"
     box = ann.get("bbox")
-    if (
-        not isinstance(box, list)
-        or len(box) != 4
-        or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in box)
-    ):
-        return f"bbox must be 4 finite numbers [x, y, w, h], got {box!r}"
+    if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+        return "malformed bbox", f"bbox must be 4 finite numbers [x, y, w, h], got {box!r}"
     if box[2] <= 0 or box[3] <= 0:
-        return f"bbox has no area: {box}"
+        return "bbox of no area", f"bbox has no area: {box}"
     if "area" not in ann:
         ann["area"] = float(box[2] * box[3])
+    elif not (_is_number(ann["area"]) and ann["area"] >= 0):
+        return "area not a number", f"area must be a number >= 0, got {ann['area']!r}"
     ann.setdefault("iscrowd", 0)
     return None
 
@@ -111,7 +208,7 @@ def read_coco(annotations: str | Path, image_dir: str | Path, category_ids=()):
                 f"is not in the category map {list(ids)}"
                 + ("" if category_ids else " (the ids of the file's 'categories')")
             )
-        problem = _annotation_problem(ann, known_ids, known_images)
+        _, problem = _annotation_problem(ann, known_ids, known_images) or (None, None)
         if problem is None and not ann.get("iscrowd", 0):
             problem = _outside(ann, images[ann["image_id"]])
         if problem:
@@ -123,7 +220,7 @@ def read_coco(annotations: str | Path, image_dir: str | Path, category_ids=()):
     for image_id in sorted(images, key=lambda i: (isinstance(i, str), i)):
         info = images[image_id]
         file = Path(image_dir) / str(info.get("file_name"))
-        problem = _image_problem(file)
+        problem = image_problem(file)
         if problem:
             warnings.append(f"{path}: image {image_id} left out: {problem}")
             missing += 1
@@ -166,22 +263,31 @@ def _read_json(path: Path) -> dict:
         raise AnnotationError(
             f"{path}: cannot read the annotation file ({error.strerror})"
         ) from None
+    except UnicodeDecodeError:
+        raise AnnotationError(f"{path}: not valid JSON (not UTF-8 text)") from None
     except json.JSONDecodeError as error:
         raise AnnotationError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(data, dict):
         raise AnnotationError(f"{path}: expected a JSON object with images/annotations/categories")
     for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
+        if key not in data:
             raise AnnotationError(f"{path}: the '{key}' list is missing")
+        if not isinstance(data[key], list):
+            raise AnnotationError(f"{path}: '{key}' must be a list, got {_json_kind(data[key])}")
     if not data["categories"]:
         raise AnnotationError(f"{path}: 'categories' is empty")
     return data
 
 
+def _json_kind(value) -> str:
+    kinds = {dict: "an object", str: "a string", bool: "true/false", type(None): "null"}
+    return kinds.get(type(value), "a number")
+
+
 def _outside(ann: dict, info: dict) -> str | None:
     """Why a box lies entirely outside its image (when the image's size is given), or None."""
     width, height = info.get("width"), info.get("height")
-    if not width or not height:
+    if not (_is_number(width) and _is_number(height) and width > 0 and height > 0):
         return None
     x, y, w, h = ann["bbox"]
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
@@ -189,7 +295,7 @@ def _outside(ann: dict, info: dict) -> str | None:
     return None
 
 
-def _image_problem(path: Path) -> str | None:
+def image_problem(path: Path) -> str | None:
     """Why `path` is not an image file, from its first bytes only, or None."""
     try:
         with open(path, "rb") as file:
