@@ -170,7 +170,8 @@ def test_evaluate_script_end_to_end(tmp_path, tiny_weights, capsys):
     assert code == 0
     captured = capsys.readouterr()
     assert "AP50" in captured.out and "square" in captured.out
-    assert "skipped 1 image(s)" in captured.err and "missing.png: no such file" in captured.err
+    assert "1 of 3 images named in" in captured.err and "(missing.png)" in captured.err
+    assert "COCO bbox on 2 images (1 of 3 left out" in captured.out
     detections = json.loads((tmp_path / "out/detections.json").read_text())
     assert detections and {d["image_id"] for d in detections} <= {1, 2}
     assert (tmp_path / "out/precision_recall.png").stat().st_size > 1000

@@ -7,15 +7,41 @@
 Prints the 12 COCO numbers and a per-class AP table; writes DIR/detections.json (COCO results
 format, category ids by the config's map data.category_ids, else the annotation file's ids in
 ascending order) and DIR/precision_recall.png.
+
+Checked before the network runs: an annotation file that cannot be scored as it is (not JSON,
+a missing list, an entry without id or file_name, a repeated image / annotation / category id)
+is an error naming the file, the entry and the field; so is an image folder holding none of
+its images. Images that are missing or do not decode are left out and counted, and so are
+annotations with a bad box or one wholly outside its image (DIR/data_warnings.txt lists them):
+only the rest is scored, and the summary line says how many images that is.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from cornernet_tf import cli
+
+SHOWN = 3  # file names a message lists before "..."
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def first(names: list[str]) -> str:
+    """The first SHOWN names, comma-separated, "..." when there are more."""
+    return ", ".join(names[:SHOWN]) + (", ..." if len(names) > SHOWN else "")
 
 
 @cli.command
@@ -31,15 +57,21 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--scales", help="comma-separated test scales, e.g. 0.5,0.75,1,1.25,1.5")
     cli.add_inference(parser)
-    parser.add_argument("--limit", type=int, help="evaluate the first N images only")
+    parser.add_argument("--limit", type=positive, help="evaluate the first N images only (N >= 1)")
     parser.add_argument("--out", default="runs/evaluate", help="output folder")
     args = cli.parse(parser, argv)
     if args.flip is not None:
         args.overrides.append(f"test.flip={str(args.flip).lower()}")
     if args.scales:
         args.overrides.append(f"test.scales=[{args.scales}]")
+    image_dir, out = Path(args.images), Path(args.out)
+    if not image_dir.is_dir():
+        raise cli.CommandError(f"--images {image_dir}: no such folder")
+    if out.exists() and not out.is_dir():
+        raise cli.CommandError(f"--out {out} is a file, not a folder: name a folder to write to")
     from tqdm import tqdm
 
+    from cornernet_tf.data.coco import image_problem
     from cornernet_tf.evaluate import STAT_NAMES, CocoEvaluator
     from cornernet_tf.images import ImageError, read_image
     from cornernet_tf.inference import Detector
@@ -47,8 +79,6 @@ def main(argv=None) -> int:
 
     config = cli.load_config(args)
     evaluator = CocoEvaluator(args.annotations, config.data.category_ids)
-    for warning in evaluator.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     classes = config.model.num_classes
     if classes != len(evaluator.category_ids):
         raise cli.CommandError(
@@ -56,42 +86,106 @@ def main(argv=None) -> int:
             f"{len(evaluator.category_ids)} categories (set data.category_ids to the ids the "
             "model's classes stand for)"
         )
+    selected = sorted(evaluator.coco.imgs.values(), key=lambda info: info["id"])[: args.limit]
+    images, unreadable = [], []
+    for info in selected:  # a header check: a wrong folder is found before the network runs
+        if image_problem(image_dir / info["file_name"]):
+            unreadable.append(info["file_name"])
+        else:
+            images.append(info)
+    if not images:
+        raise cli.CommandError(
+            f"none of the {len(selected)} images named in {args.annotations} is a readable image "
+            f"in {image_dir} (missing or not an image: {first(unreadable)}): is --images the "
+            "folder of these images?"
+        )
+    if not any(
+        not ann.get("iscrowd", 0) for info in images for ann in evaluator.coco.imgToAnns[info["id"]]
+    ):
+        raise cli.CommandError(
+            f"{args.annotations}: none of the {len(images)} images to score has a ground-truth "
+            "box (after the checks above): COCO AP is undefined"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise cli.CommandError(
+            f"--out {out}: cannot create the folder ({error.strerror})"
+        ) from None
+    for line in evaluator.left_out_summary():
+        print(f"warning: {line}", file=sys.stderr)
+    if evaluator.warnings:
+        (out / "data_warnings.txt").write_text("".join(w + "\n" for w in evaluator.warnings))
+        print(f"warning: all {len(evaluator.warnings)} warnings in {out / 'data_warnings.txt'}",
+              file=sys.stderr)  # fmt: skip
+    for warning in evaluator.warnings[sum(evaluator.left_out.values()) :]:  # about the map
+        print(f"warning: {warning}", file=sys.stderr)
+    if unreadable:
+        print(
+            f"warning: {len(unreadable)} of {len(selected)} images named in {args.annotations} "
+            f"are missing or not images in {image_dir} ({first(unreadable)}): they are left out "
+            f"and not scored; scoring the other {len(images)}",
+            file=sys.stderr,
+        )
     detector = Detector(cli.load_model(config, args.weights), config)
 
-    images = sorted(evaluator.coco.imgs.values(), key=lambda info: info["id"])[: args.limit]
-    skipped = []
+    skipped, resized = [], []
     for info in tqdm(images, desc="evaluating", unit="image"):
         try:
-            image = read_image(Path(args.images) / info["file_name"])
-        except ImageError as error:
+            image = read_image(image_dir / info["file_name"])
+        except ImageError as error:  # found only by decoding: this image is left out
             skipped.append(str(error))
             continue
+        height, width = image.shape[:2]
+        if (info.get("width"), info.get("height")) not in ((None, None), (width, height)):
+            resized.append(f"{info['file_name']} {width}x{height}, annotated "
+                           f"{info.get('width')}x{info.get('height')}")  # fmt: skip
         dets = detector(image)
         evaluator.update(info["id"], dets["boxes"], dets["scores"], dets["classes"])
+    cli.print_skipped(skipped, "image(s) that could not be decoded (not scored)")
+    if resized:
+        print(
+            f"warning: {len(resized)} image(s) differ in size from the width/height in "
+            f"{args.annotations} ({first(resized)}): their boxes may not match the pixels; "
+            "they are scored as they are",
+            file=sys.stderr,
+        )
+    if not evaluator.image_ids:
+        raise cli.CommandError(
+            f"none of the {len(images)} images in {image_dir} could be decoded: nothing scored"
+        )
 
     result = evaluator.result()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    evaluator.write_results(out / "detections.json")
+    scored, total = len(evaluator.image_ids), len(evaluator.coco.imgs)
+    left = len(selected) - scored
     test = config.test
     print(
-        f"\nCOCO bbox on {len(evaluator.image_ids)} images (scales {list(test.scales)}, "
-        f"flip {'on' if test.flip else 'off'}, precision {test.precision}"
-        + (", Winograd)" if test.winograd else ")")
+        f"\nCOCO bbox on {scored} images ("
+        + (f"{left} of {len(selected)} left out, unreadable; " if left else "")
+        + (f"the first {len(selected)} of {total}; " if len(selected) < total else "")
+        + f"scales {list(test.scales)}, flip {'on' if test.flip else 'off'}, "
+        f"precision {test.precision}" + (", Winograd)" if test.winograd else ")")
     )
     for name in STAT_NAMES:
         print(f"  {name:<6} {result[name]:.4f}")
     print(f"\n  {'class':<20} {'AP':>6}")
     for name, ap in result["per_class"].items():
         print(f"  {name:<20} {ap:>6.3f}")
-    if evaluator.coco_eval is not None:
-        plot_precision_recall(
-            evaluator.precision_recall(),
-            out / "precision_recall.png",
-            title=f"AP {result['AP']:.3f}, AP50 {result['AP50']:.3f}",
-        )
-    print(f"\nwrote {out / 'detections.json'} and {out / 'precision_recall.png'}")
-    cli.print_skipped(skipped, "image(s)")
+    values = [result[name] for name in STAT_NAMES] + list(result["per_class"].values())
+    if any(value == -1 for value in values) or any(math.isnan(value) for value in values):
+        print("\n  -1 or nan: no ground-truth box of that size or class among the scored images")
+    if not evaluator.results:
+        print(f"warning: no detections on the {scored} scored images", file=sys.stderr)
+    detections, plot = out / "detections.json", out / "precision_recall.png"
+    try:
+        evaluator.write_results(detections)
+        title = f"AP {result['AP']:.3f}, AP50 {result['AP50']:.3f}"
+        plot_precision_recall(evaluator.precision_recall(), plot, title=title)
+    except OSError as error:
+        raise cli.CommandError(
+            f"cannot write the results to {error.filename or out} ({error.strerror})"
+        ) from None
+    print(f"\nwrote {detections} and {plot}")
     return 0
 
 
