@@ -435,16 +435,20 @@ ARCHITECTURE = (
 RUN_WEIGHTS = ("best.weights.h5", "final.weights.h5")
 
 
+class WeightsError(ValueError):
+    """Weights that cannot be read or do not fit the model; the message names the file."""
+
+
 def resolve_weights(path) -> str:
     """`path`, or for a training run's folder its best weights, else its final weights.
-    Raises ValueError naming the folder when it holds neither."""
+    Raises WeightsError naming the folder when it holds neither."""
     folder = Path(path)
     if not folder.is_dir():
         return str(path)
     for name in RUN_WEIGHTS:
         if (folder / name).is_file():
             return str(folder / name)
-    raise ValueError(
+    raise WeightsError(
         f"{folder}: a folder without {' or '.join(RUN_WEIGHTS)}: a training run writes "
         "best.weights.h5 when it first validates and final.weights.h5 when it ends (its "
         "checkpoints/ are for --resume and --init-weights)"
@@ -454,24 +458,53 @@ def resolve_weights(path) -> str:
 def load_trained(config: Config, weights) -> CornerNet:
     """A trained CornerNet from `weights`: a `.weights.h5` file (loaded into `build_model(config)`)
     or a whole model saved as `.keras`, whose architecture and class count must then be those of
-    `config.model`, or a training run's folder (`resolve_weights`). Raises ValueError naming the
-    file when it does not fit."""
+    `config.model`, or a training run's folder (`resolve_weights`). Raises WeightsError naming
+    the file when it is missing or does not fit."""
     path = resolve_weights(weights)
+    if not Path(path).is_file():
+        raise WeightsError(f"{path}: no such file")
     if path.endswith(".keras"):
         model = keras.saving.load_model(path, compile=False)
         if not isinstance(model, CornerNet):
-            raise ValueError(f"{path}: holds a {type(model).__name__}, not a CornerNet")
+            raise WeightsError(f"{path}: holds a {type(model).__name__}, not a CornerNet")
         saved = model.get_config()
         for key in (*ARCHITECTURE, "num_classes"):
             expected = getattr(config.model, key)
             expected = list(expected) if isinstance(expected, tuple) else expected
             if saved[key] != expected:
-                raise ValueError(
+                raise WeightsError(
                     f"{path}: model.{key} is {saved[key]}, but {config.source} says {expected}"
                 )
         return model
     if not path.endswith(".weights.h5"):
-        raise ValueError(f"{path}: weights must be a .weights.h5 or a .keras file")
+        raise WeightsError(f"{path}: weights must be a .weights.h5 or a .keras file")
     model = build_model(config)
-    model.load_weights(path)
+    try:
+        model.load_weights(path)
+    except ValueError as error:
+        raise WeightsError(weights_mismatch(path, model, config, error)) from None
     return model
+
+
+def weights_mismatch(path: str, model, config: Config, error: ValueError) -> str:
+    """A readable sentence for Keras's error on weights that do not fit the model: the counts
+    of arrays in the file and in the model, and Keras's first specific complaint."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            arrays = []
+            file.visititems(
+                lambda name, item: arrays.append(name) if hasattr(item, "shape") else None
+            )
+        held = f"the file holds {len(arrays)} weight arrays, "
+    except OSError:
+        held = ""
+    paragraphs = [p.strip() for p in str(error).split("\n\n") if p.strip()]
+    detail = paragraphs[1] if str(error).startswith("A total of") and len(paragraphs) > 1 else ""
+    detail = detail or (paragraphs[0].splitlines()[0] if paragraphs else type(error).__name__)
+    return (
+        f"{path}: these weights are not those of the model of {config.source} ({held}the model "
+        f"has {len(model.weights)}; e.g. {detail[:300]}): give the --config the weights were "
+        "trained with, or the training run's folder as --weights"
+    )

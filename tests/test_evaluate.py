@@ -8,7 +8,7 @@ from PIL import Image
 
 from cornernet_tf.evaluate import STAT_NAMES, AnnotationError, CocoEvaluator, load_annotations
 from cornernet_tf.images import ImageError, read_image
-from tests.helpers import ROOT, run_script
+from tests.helpers import ROOT, png_header, run_script
 
 BOXES = {1: [[10, 20, 60, 50], [70, 15, 40, 80]], 2: [[30, 30, 90, 60]]}  # xywh per image
 
@@ -182,15 +182,18 @@ def test_detect_script_draws_and_lists_skipped(tmp_path, tiny_weights, capsys):
     write_dataset(tmp_path)
     Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(tmp_path / "dot.png")
     (tmp_path / "bad.jpg").write_text("nope")
+    (tmp_path / "huge.png").write_bytes(png_header(20000, 20000))  # a 45-byte "decompression bomb"
+    Image.open(tmp_path / "img1.png").save(tmp_path / "img1.jpg")  # same name, other format
+    (tmp_path / "d2").mkdir()
+    Image.open(tmp_path / "img1.png").save(tmp_path / "d2/img1.png")  # same name, other folder
+    inputs = ["huge.png", "img1.png", "dot.png", "bad.jpg", "img1.jpg", "d2/img1.png", "dot.png"]
     code = run_script(
         "detect",
         "--config",
         str(ROOT / "configs/tiny.yaml"),
         "--weights",
         str(tiny_weights),
-        str(tmp_path / "img1.png"),
-        str(tmp_path / "dot.png"),
-        str(tmp_path / "bad.jpg"),
+        *[str(tmp_path / name) for name in inputs],
         "--out",
         str(tmp_path / "out"),
         "--threshold",
@@ -200,11 +203,20 @@ def test_detect_script_draws_and_lists_skipped(tmp_path, tiny_weights, capsys):
         "data.class_names=[]",
     )
     assert code == 1
-    assert "bad.jpg: not an image" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "skipped 2 file(s)" in err
+    assert "bad.jpg: not a JPEG, PNG, GIF or BMP image; it starts with 6e 6f 70 65" in err
+    assert "huge.png: 20000x20000 = 400,000,000 pixels, more than the limit" in err
+    assert "wrote 4 picture(s)" in out
+    assert f"img1-2.png <- {tmp_path / 'img1.jpg'}, img1-3.png <- {tmp_path / 'd2/img1.png'}" in out
+    pictures = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
+    assert pictures == ["dot.png", "img1-2.png", "img1-3.png", "img1.png"]
     assert Image.open(tmp_path / "out/img1.png").size == (160, 120)
     assert Image.open(tmp_path / "out/dot.png").size == (1, 1)
     results = json.loads((tmp_path / "out/detections.json").read_text())
-    assert set(results) == {str(tmp_path / "img1.png"), str(tmp_path / "dot.png")}
+    assert set(results) == {
+        str(tmp_path / n) for n in ("img1.png", "dot.png", "img1.jpg", "d2/img1.png")
+    }
     first = results[str(tmp_path / "img1.png")][0]
     assert set(first) == {"box", "score", "class", "category_id", "name"}
     assert first["name"].startswith("class ") and first["category_id"] == first["class"] + 1

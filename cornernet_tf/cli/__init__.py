@@ -8,13 +8,14 @@ Shared here, so that every command reads the same way:
                     folder (its best.weights.h5, else final.weights.h5; --config then defaults
                     to its config.yaml)
     --precision, --winograd   the inference variant (commands that run the network)
-Errors a user can act on end as one line, `error: ...`, and exit code 2; Ctrl-C as
-`interrupted`, exit code 130.
+Errors a user can act on end as one line, `error: ...`, and exit code 2; Ctrl-C, a full disk
+or a file where a folder should be as one line `error: ...` and exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import os
 import re
@@ -131,6 +132,33 @@ def split_overrides(items) -> tuple[list[str], list[str]]:
     return overrides, [item for item in items if not OVERRIDE.match(item)]
 
 
+def at_least(minimum: int):
+    """An argparse type: an integer >= minimum (argparse names the flag and the value)."""
+
+    def integer(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        return value
+
+    integer.__name__ = f"integer >= {minimum}"
+    return integer
+
+
+def finite_fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1] (a score threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text} is not a number between 0 and 1")
+    return value
+
+
 def load_config(args):
     """The config of --config with the overrides (ConfigError names the file, key and value)."""
     from cornernet_tf.config import load_config
@@ -141,10 +169,12 @@ def load_config(args):
 def load_model(config, weights):
     """`cornernet_tf.model.load_trained`, with a CommandError naming the file when the weights
     cannot be read or do not fit the config's model."""
-    from cornernet_tf.model import load_trained
+    from cornernet_tf.model import WeightsError, load_trained
 
     try:
         return load_trained(config, weights)
+    except WeightsError as error:
+        raise CommandError(str(error)) from None
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CommandError(
@@ -176,23 +206,63 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 
 def command(main):
-    """Wraps a command's main(argv) -> int: user errors print `error: ...` and return 2,
-    Ctrl-C prints `interrupted` and returns 130."""
+    """Wraps a command's main(argv) -> int so that it always ends in one line: user errors print
+    `error: ...` and return 2; a file-system failure (disk full, a file where a folder should
+    be, no permission) `error: ...` naming the path, and Ctrl-C `error: interrupted`, both
+    returning 1. Temporary files are cleaned by the `with` blocks the exception leaves."""
 
     @functools.wraps(main)
     def run(argv=None) -> int:
         try:
             return main(argv)
         except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            return 130
+            print("\nerror: interrupted (Ctrl-C)", file=sys.stderr)
+            return 1
         except Exception as error:
             if isinstance(error, user_errors()):
                 print(f"error: {error}", file=sys.stderr)
                 return 2
+            failure = file_system_failure(error)
+            if failure:
+                print(f"error: {failure}", file=sys.stderr)
+                return 1
             raise
 
     return run
+
+
+def file_system_failure(error: Exception) -> str | None:
+    """A sentence for an OSError or a TensorFlow write error (disk full, not a directory, no
+    permission), None for other exceptions."""
+    if isinstance(error, OSError):
+        path = f"{error.filename}: " if error.filename else ""
+        if error.errno == errno.ENOSPC:
+            return f"{path}disk full (no space left on the device); free space and run again"
+        return f"{path}{error.strerror or error}"
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        from cornernet_tf.images import op_reason
+
+        if isinstance(error, tf.errors.OpError):
+            reason = op_reason(error)[:300]
+            if "No space left" in (error.message or ""):
+                return f"disk full while writing ({reason}); free space and run again"
+            if isinstance(error, tf.errors.PermissionDeniedError):
+                return reason
+    return None
+
+
+def output_folder(path, flag: str = "--out") -> Path:
+    """`path` as a folder to write into, created if missing; CommandError when a file (or a
+    file among its parents) is in the way."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            where = "" if part == path else f"{path}: "
+            raise CommandError(f"{flag} {where}{part} is a file, not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def print_skipped(skipped: list[str], what: str) -> None:

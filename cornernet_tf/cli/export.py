@@ -26,14 +26,29 @@ import tempfile
 from pathlib import Path
 
 from cornernet_tf import cli
+from cornernet_tf.images import MAX_PIXELS
 
 
 @cli.command
 def main(argv=None) -> int:
     parser = cli.parser(__doc__, weights=True)
     parser.add_argument("--out", required=True, help="model folder, e.g. exported/cornernet")
-    parser.add_argument("--version", type=int, default=1, help="version sub-folder (default 1)")
-    parser.add_argument("--input-size", type=int, help="fixed square input side, e.g. 511")
+    parser.add_argument(
+        "--version",
+        type=cli.at_least(1),
+        default=1,
+        help="version sub-folder, an integer >= 1 as TF Serving needs (default 1)",
+    )
+    parser.add_argument(
+        "--input-size", type=cli.at_least(1), help="fixed square input side, e.g. 511"
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=cli.at_least(1),
+        default=MAX_PIXELS,
+        help=f"largest image (height x width) served, refused from its header before decoding "
+        f"(default {MAX_PIXELS:,}: 8K, 7680x4320)",
+    )
     parser.add_argument(
         "--flip",
         action=argparse.BooleanOptionalAction,
@@ -56,7 +71,7 @@ def main(argv=None) -> int:
         help="TF.js weight quantisation (default none)",
     )
     args = cli.parse(parser, argv)
-    target = Path(args.out) / str(args.version)
+    target = cli.output_folder(args.out) / str(args.version)
     if target.exists() and not args.overwrite:
         raise cli.CommandError(
             f"{target} exists (TF Serving may be serving it): pick another --version "
@@ -70,7 +85,6 @@ def main(argv=None) -> int:
     model = cli.load_model(config, args.weights)  # folded and cast by export_saved_model
     try:
         # written beside the target, then renamed: TF Serving never sees a half-written version
-        target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as scratch:
             staged = Path(scratch) / "model"
             print(
@@ -79,7 +93,7 @@ def main(argv=None) -> int:
             )
             export_saved_model(
                 model, config, staged, input_size=args.input_size, flip=args.flip,
-                fold_batchnorm=args.fold_batchnorm,
+                fold_batchnorm=args.fold_batchnorm, max_pixels=args.max_pixels,
             )  # fmt: skip
             if target.exists():
                 shutil.rmtree(target)

@@ -1,0 +1,108 @@
+"""What every command does on a bad flag value, a file where a folder should be, weights of
+another model, a full disk and Ctrl-C: one line `error: ...` and exit code 1 or 2."""
+
+import errno
+
+import pytest
+
+from cornernet_tf import cli
+from tests.helpers import ROOT, run_script
+
+TINY = str(ROOT / "configs/tiny.yaml")
+
+
+@pytest.mark.parametrize(
+    "command, flags, message",
+    [
+        ("detect", ["--threshold", "nan"], "--threshold: nan is not a number between 0 and 1"),
+        ("detect", ["--threshold", "1.5"], "1.5 is not a number between 0 and 1"),
+        ("export", ["--version", "0"], "argument --version: 0 is less than 1"),
+        ("export", ["--version", "-1"], "argument --version: -1 is less than 1"),
+        ("export", ["--max-pixels", "0"], "argument --max-pixels: 0 is less than 1"),
+        ("export", ["--input-size", "x"], "argument --input-size: 'x' is not an integer"),
+    ],
+)
+def test_flag_values_that_mean_nothing_are_refused(tmp_path, capsys, command, flags, message):
+    args = ["--config", TINY, "--weights", str(tmp_path / "w.weights.h5"), "--out", str(tmp_path)]
+    if command == "detect":
+        args.append(str(tmp_path / "a.png"))
+    with pytest.raises(SystemExit) as exit_:
+        run_script(command, *args, *flags)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["detect", "export"])
+def test_out_that_is_a_file_is_one_line(tmp_path, tiny_weights, capsys, command):
+    (tmp_path / "taken").write_text("a file")
+    args = ["--config", TINY, "--weights", str(tiny_weights[1])]
+    if command == "detect":
+        args.append(str(tmp_path / "a.png"))
+    assert run_script(command, *args, "--out", str(tmp_path / "taken")) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: --out {tmp_path / 'taken'} is a file, not a folder"
+    assert run_script(command, *args, "--out", str(tmp_path / "taken/sub")) == 2
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path / 'taken/sub'}: {tmp_path / 'taken'} is a file, not a folder" in err
+
+
+def test_weights_of_another_model_are_named_and_counted(tmp_path, tiny_weights, capsys):
+    args = ["--config", TINY, "--weights", str(tiny_weights[1]), str(tmp_path / "a.png")]
+    code = run_script(
+        "detect", *args, "--out", str(tmp_path), "model.num_classes=7", "data.class_names=[]"
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert f"error: {tiny_weights[1]}: these weights are not those of the model of" in err
+    assert "the model has" in err and "give the --config the weights were trained with" in err
+    (tmp_path / "w.h5").write_bytes(tiny_weights[1].read_bytes())
+    assert run_script("detect", *args[:3], str(tmp_path / "w.h5"), *args[4:], "--out", "x") == 2
+    assert "w.h5: weights must be a .weights.h5 or a .keras file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "failure, message",
+    [
+        (KeyboardInterrupt(), "error: interrupted (Ctrl-C)"),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/out/ckpt"),
+            "error: /out/ckpt: disk full (no space left on the device); free space and run again",
+        ),
+        (
+            NotADirectoryError(errno.ENOTDIR, "Not a directory", "/a/b"),
+            "error: /a/b: Not a directory",
+        ),
+    ],
+)
+def test_ctrl_c_and_file_system_failures_end_in_one_line_and_exit_1(capsys, failure, message):
+    @cli.command
+    def main(argv):
+        raise failure
+
+    assert main([]) == 1
+    assert capsys.readouterr().err.strip() == message
+
+
+def test_a_full_disk_while_tensorflow_writes_is_one_line(capsys):
+    import tensorflow as tf
+
+    @cli.command
+    def main(argv):
+        message = "{{function_node SaveV2}} /out/x.data-00000; No space left on device [Op:SaveV2]"
+        raise tf.errors.UnknownError(None, None, message)
+
+    assert main([]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: disk full while writing (/out/x.data-00000; No space left on device); "
+        "free space and run again"
+    )
+
+
+def test_a_bug_still_shows_its_traceback():
+    @cli.command
+    def main(argv):
+        raise ZeroDivisionError("a bug")
+
+    with pytest.raises(ZeroDivisionError):
+        main([])
