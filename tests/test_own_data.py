@@ -470,3 +470,13 @@ def test_resuming_with_another_category_map_is_refused(tmp_path):
         TrainingError, match=r"category map \[1, 3\]; the data now give \[1, 2, 3, 4\]"
     ):
         train(config, tmp_path / "run", resume=True)
+
+
+@pytest.mark.parametrize("key", ["categories", "images", "annotations"])
+def test_coco_entries_that_are_not_objects_are_named(shapes, tmp_path, key):
+    def spoil(data):
+        data[key].insert(1, 7)
+
+    annotations, images = copy_split(shapes, tmp_path, spoil)
+    with pytest.raises(DataError, match=rf"{key}\[1\] must be a JSON object, got 7"):
+        coco_source(annotations, images)

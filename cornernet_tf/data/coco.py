@@ -186,6 +186,10 @@ def read_coco(annotations: str | Path, image_dir: str | Path, category_ids=()):
     """
     path = Path(annotations)
     data = _read_json(path)
+    for key in ("categories", "images", "annotations"):
+        for k, entry in enumerate(data[key]):
+            if not isinstance(entry, dict):
+                raise DataError(f"{path}: {key}[{k}] must be a JSON object, got {_short(entry)}")
     names = {c.get("id"): str(c.get("name", c.get("id"))) for c in data["categories"]}
     ids = tuple(category_ids) or tuple(sorted(names))
     index = {cid: i for i, cid in enumerate(ids)}
