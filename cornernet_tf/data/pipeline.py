@@ -107,7 +107,8 @@ def make_dataset(
     training: shuffled (reshuffled every epoch, deterministic for a seed), augmented, repeated
     forever, partial batches dropped; `start` skips that many examples (to resume). Otherwise:
     in order, full-image crop, no augmentation, one pass, the last batch may be smaller.
-    Example k's random augmentation depends only on (seed, k).
+    Example k's random augmentation depends only on (seed, k). An example that fails to load
+    raises (tf.errors.OpError) when its batch is read: nothing is skipped silently.
     """
     items = source.items
     if training:
@@ -120,8 +121,10 @@ def make_dataset(
         key = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), index)
         return prepare_example(source.load(item), key, config, training)
 
+    # No ignore_errors: the sources' checks decoded every image, so an error here (a file changed
+    # or vanished since) stops training with a message instead of silently dropping images (or
+    # looping forever when none is left).
     ds = items.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.ignore_errors(log_warning=True)
     ds = ds.batch(batch_size, drop_remainder=training).map(float_mask)
     return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -1,17 +1,30 @@
-"""What every source gives the pipeline: a `Source` of raw items and a loader, `DataError`, and
-image decoding that applies the EXIF orientation (as the official code's cv2.imread does)."""
+"""What every source gives the pipeline: a `Source` of raw items and a loader, `DataError`, the
+decoding check (`without_undecodable`), the share rule (`require_usable`: at least
+`MIN_USABLE` = 50% of a source's images must be usable), and image decoding that applies the
+EXIF orientation (as the official code's cv2.imread does)."""
 
 from __future__ import annotations
+
+import re
 
 import tensorflow as tf
 
 # the first bytes of the formats tf.io.decode_image reads
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")
 EXIF_ORIENTATION = 0x0112  # the TIFF tag of the orientation, values 1 (upright) to 8
+# the least share of a source's images (TFRecords: of its bytes) that must be usable to train
+MIN_USABLE = 0.5
+# a COCO source's warning for an image it left out (cornernet_tf.data.coco.read_coco)
+_IMAGE_LEFT_OUT = re.compile(r": image \S+ left out: ")
 
 
 class DataError(ValueError):
-    """A dataset cannot be used; the message names the file and the problem."""
+    """A dataset cannot be used; the message names the file and the problem. `warnings`: what
+    the checks found before they gave up (for data_warnings.txt), possibly empty."""
+
+    def __init__(self, message: str, warnings=()):
+        super().__init__(message)
+        self.warnings = list(warnings)
 
 
 class Source:
@@ -19,17 +32,115 @@ class Source:
     one into {image ((H, W, 3) uint8 RGB), boxes (N, 4) xyxy pixels, classes (N,) 0-based}.
 
     size: the number of items; shuffle_buffer: how many items a training shuffle holds;
-    warnings: what was left out, one line each; summary: one line on what is there."""
+    warnings: what was left out, one line each; summary: one line on what is there;
+    usable: (usable, found, unit) for the share rule, e.g. (9, 12, "images"); decoded: every
+    image was decoded once by the checks (`without_undecodable`); names: item k's file or
+    record, for warnings (None: read from the item, a path)."""
 
-    def __init__(self, items, load, size: int, warnings=(), summary: str = "", shuffle_buffer=None):
+    def __init__(
+        self,
+        items,
+        load,
+        size: int,
+        warnings=(),
+        summary: str = "",
+        shuffle_buffer=None,
+        *,
+        usable=None,
+        decoded: bool = False,
+        names=None,
+    ):
         self.items, self.load, self.size = items, load, size
         self.warnings, self.summary = list(warnings), summary
         self.shuffle_buffer = shuffle_buffer or size
+        if usable is None:  # a COCO source: its warnings count the images it left out
+            left_out = sum(1 for w in self.warnings if _IMAGE_LEFT_OUT.search(w))
+            usable = (size, size + left_out, "images")
+        self.usable, self.decoded, self.names = usable, decoded, names
 
     def examples(self, count: int | None = None) -> tf.data.Dataset:
         """The first `count` (None: all) examples, loaded, in order, unaugmented."""
         items = self.items if count is None else self.items.take(count)
         return items.map(lambda *item: self.load(item[0] if len(item) == 1 else item))
+
+
+def undecodable(items, load, size: int) -> list[int]:
+    """The positions of the items whose image does not decode (truncated or corrupt), found by
+    decoding each once, in parallel, with the loader the pipeline uses."""
+    items = items.enumerate().map(
+        lambda k, *item: (k, tf.shape(load(item[0] if len(item) == 1 else item)["image"])),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=False,
+    )
+    decoded = {int(k) for k, _ in items.ignore_errors().as_numpy_iterator()}
+    return sorted(set(range(size)) - decoded)
+
+
+def without_undecodable(source: Source, what: str = "image") -> Source:
+    """`source` without the items whose image does not decode, each with a warning naming its
+    file, and the summary with the count; DataError (with the warnings) when none decodes.
+    The check decodes every image once, before the first step."""
+    if source.decoded:
+        return source
+    bad = undecodable(source.items, source.load, source.size)
+    names = source.names or _item_names(source.items)
+    warnings = [
+        f"{names[k]} left out: the {what} does not decode (truncated or corrupt)" for k in bad
+    ]
+    usable, found, unit = source.usable
+    result = Source(
+        _dropped(source.items, bad),
+        source.load,
+        source.size - len(bad),
+        source.warnings + warnings,
+        f"{source.summary}; {len(bad)} {what}s do not decode",
+        min(source.shuffle_buffer, max(1, source.size - len(bad))),
+        usable=(usable - len(bad), found, unit),
+        decoded=True,
+        names=[n for k, n in enumerate(names) if k not in set(bad)],
+    )
+    for key in ("category_ids", "class_names"):
+        if hasattr(source, key):
+            setattr(result, key, getattr(source, key))
+    if not result.size:
+        raise DataError(
+            f"{names[0] if names else source.summary}...: no {what} of {source.size} decodes "
+            "(all truncated or corrupt)",
+            result.warnings,
+        )
+    return result
+
+
+def require_usable(source: Source, role: str, least: float = MIN_USABLE) -> None:
+    """DataError (with the source's warnings) when less than `least` of the source's data is
+    usable: a dataset that is mostly broken is a mistake to fix, not one to train on."""
+    usable, found, unit = source.usable
+    share = usable / found if found else 0.0
+    if share < least:
+        raise DataError(
+            f"only {usable} of {found} {unit} of the {role} data are usable ({share:.0%}); "
+            f"training needs at least {least:.0%}: fix or remove the broken files (see "
+            f"data_warnings.txt; summary: {source.summary})",
+            source.warnings,
+        )
+
+
+def _dropped(items, positions) -> tf.data.Dataset:
+    if not positions:
+        return items
+    bad = tf.constant(positions, tf.int64)
+    kept = items.enumerate().filter(lambda k, *item: ~tf.reduce_any(tf.equal(bad, k)))
+    return kept.map(lambda k, *item: item[0] if len(item) == 1 else item)
+
+
+def _item_names(items) -> list[str]:
+    """The first string of each item (a COCO source's image path)."""
+
+    def first(*item):
+        parts = item[0] if len(item) == 1 else item
+        return parts[0] if isinstance(parts, tuple) else parts
+
+    return [v.decode(errors="replace") for v in items.map(first).as_numpy_iterator()]
 
 
 def is_image(head: bytes) -> bool:
