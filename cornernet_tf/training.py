@@ -2,7 +2,8 @@
 
 `train(config, out)` checks the data (`sources`), writes out/config.yaml with the category map
 it uses, optionally starts from other weights (`train.init_weights`, `cornernet_tf.finetune`),
-then runs keras `fit` in chunks of `train.checkpoint_every` steps. After each chunk it saves a
+then runs keras `fit` in chunks of `train.checkpoint_every` steps, exactly `train.steps` in all
+(the last chunk is shorter when train.steps is not a multiple). After each chunk it saves a
 checkpoint (TF writes it under a temporary name and renames it), computes the validation loss,
 every `train.eval_every` steps the COCO AP of the official test procedure, and keeps the best
 model by `train.best_by` (best/ checkpoint, best.weights.h5, best.keras; the best score is kept
@@ -10,13 +11,24 @@ in best/score.json, so it survives a resume). `resume=True` restores the last ch
 skips exactly the examples already seen, so the data order and augmentation go on unchanged. An
 interrupted run (checkpoints but no final weights) is resumed automatically, as Keras's
 BackupAndRestore does; a finished one is refused unless `resume` is set.
+
+Bad input ends in one clear error (TrainingError, DataError), never in a traceback, a hang or a
+run that trains on nothing. The data checks read every record and decode every image once
+before the first step; what they leave out is counted in the summary lines and listed in
+out/data_warnings.txt. Training refuses to start when less than `min_usable` (default 50%) of
+the training or the validation images are usable (TFRecords: of their bytes, as a truncated
+shard's lost records cannot be counted), or when none is. A NaN loss, a failed checkpoint write
+(a full disk) or a failing input pipeline stops training with the step and the last complete
+checkpoint; temporary files of the failed write are removed, and the same command resumes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
-import math
+import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -25,7 +37,15 @@ import tensorflow as tf
 import yaml
 
 from cornernet_tf.config import Config, category_ids, to_dict
-from cornernet_tf.data import DataError, coco_source, make_dataset, tfrecord_source
+from cornernet_tf.data import (
+    MIN_USABLE,
+    DataError,
+    coco_source,
+    make_dataset,
+    require_usable,
+    tfrecord_source,
+    without_undecodable,
+)
 from cornernet_tf.model import CornerNet, build_model
 
 # train.precision -> the model's compute precision (mixed: float32 variables, bfloat16 compute)
@@ -55,6 +75,7 @@ def sources(config: Config):
         names = data.class_names
     elif data.train_annotations and data.train_images:
         train = coco_source(data.train_annotations, data.train_images, data.category_ids)
+        train = without_undecodable(train)
         ids, names = train.category_ids, data.class_names or train.class_names
         if len(ids) != config.model.num_classes:  # a map read from the file
             raise DataError(
@@ -73,22 +94,28 @@ def sources(config: Config):
     if data.val_tfrecords:
         val = tfrecord_source(data.val_tfrecords, ids)
     elif data.val_annotations and data.val_images:
-        val = coco_source(data.val_annotations, data.val_images, ids)
+        val = without_undecodable(coco_source(data.val_annotations, data.val_images, ids))
     return config, train, val
 
 
-def report(sources, out: Path, shown: int = 10) -> None:
+def report(sources, out: Path, shown: int = 10, warnings=()) -> None:
     """Prints what the data checks found (a summary line per source and the first `shown`
-    warnings) and writes every warning to out/data_warnings.txt."""
-    warnings = [w for source in sources if source for w in source.warnings]
-    for source in sources:
-        if source:
-            print(f"data: {source.summary}")
+    warnings) and writes the summary lines and every warning to out/data_warnings.txt.
+    `warnings`: more of them (those of a check that gave up)."""
+    summaries = [f"data: {source.summary}" for source in sources if source]
+    warnings = [w for source in sources if source for w in source.warnings] + list(warnings)
+    for line in summaries:
+        print(line)
     for warning in warnings[:shown]:
         print(f"warning: {warning}")
     if warnings:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "data_warnings.txt").write_text("".join(w + "\n" for w in warnings))
+        text = "".join(line + "\n" for line in summaries + warnings)
+        try:
+            (out / "data_warnings.txt").write_text(text)
+        except OSError as error:
+            raise TrainingError(
+                f"cannot write {out / 'data_warnings.txt'}: {_reason(error)}"
+            ) from None
         more = f" ({len(warnings) - shown} more)" if len(warnings) > shown else ""
         print(f"{len(warnings)} warnings{more}: all in {out / 'data_warnings.txt'}")
 
@@ -103,12 +130,20 @@ def learning_rate(config: Config):
 
 
 def train(
-    config: Config, out: Path, *, strategy: str = "default", resume: bool = False, verbose: int = 1
+    config: Config,
+    out: Path,
+    *,
+    strategy: str = "default",
+    resume: bool = False,
+    verbose: int = 1,
+    min_usable: float = MIN_USABLE,
 ) -> CornerNet:
-    """Trains the model of `config`; returns it. See the module docstring."""
+    """Trains the model of `config`; returns it. See the module docstring. `min_usable`: the
+    least share of the training and of the validation data that must be usable."""
     distribution = make_strategy(strategy)
     chief = _is_chief(distribution)
     out = Path(out) if chief else Path(out) / f".worker_{_task_id(distribution)}"
+    make_folder(out, "--out")
     checkpoints = out / "checkpoints"
     if (checkpoints / "checkpoint").exists() and not resume:
         if (out / "final.weights.h5").exists() and chief:
@@ -118,19 +153,34 @@ def train(
             )
         print(f"{out} holds an interrupted run: resuming it (as BackupAndRestore would)")
         resume = True
-    config, train_source, val_source = sources(config)
+    try:
+        config, train_source, val_source = sources(config)
+    except DataError as error:
+        report([], out, warnings=error.warnings)
+        raise
     report([train_source, val_source], out)
+    require_usable(train_source, "training", min_usable)
+    if val_source is not None:
+        require_usable(val_source, "validation", min_usable)
     if resume and (out / "config.yaml").exists():
-        saved = yaml.safe_load((out / "config.yaml").read_text()).get("data", {})
-        saved = saved.get("category_ids")
+        try:
+            saved = yaml.safe_load((out / "config.yaml").read_text())
+            saved = saved.get("data", {}).get("category_ids")
+        except (OSError, yaml.YAMLError, AttributeError) as error:
+            raise TrainingError(
+                f"{out / 'config.yaml'}: cannot read the config of the run to resume "
+                f"({_reason(error)}): train into another --out"
+            ) from None
         if saved and list(saved) != list(config.data.category_ids):
             raise TrainingError(
                 f"{out} was trained with the category map {saved}; the data now give "
                 f"{list(config.data.category_ids)}: train into another --out"
             )
     if chief:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        try:
+            (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        except OSError as error:
+            raise TrainingError(f"cannot write {out / 'config.yaml'}: {_reason(error)}") from None
 
     t = config.train
     keras.utils.set_random_seed(t.seed)  # the initial weights (official: torch.manual_seed(317))
@@ -147,49 +197,150 @@ def train(
     if resume:
         if manager.latest_checkpoint is None:
             raise TrainingError(f"--resume: no checkpoint in {checkpoints}")
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        try:
+            checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        except (ValueError, tf.errors.OpError, AssertionError) as error:
+            raise TrainingError(
+                f"{manager.latest_checkpoint}: cannot resume from this checkpoint: "
+                f"{_reason(error)}: it is damaged or of another model; train into another --out"
+            ) from None
         print(
             f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}"
         )
     start = int(optimizer.iterations.numpy())
 
-    dataset = make_dataset(
-        train_source,
-        config,
-        batch_size=t.batch_size,
-        training=True,
-        seed=t.seed,
-        start=start * t.batch_size,
-    )
     val, val_steps = None, None
     if val_source is not None:
         val = make_dataset(val_source, config, batch_size=t.batch_size, training=False)
         val = val.take(t.validation_batches).cache()
-        val_steps = sum(1 for _ in val)
+        try:
+            val_steps = sum(1 for _ in val)
+        except tf.errors.OpError as error:
+            raise TrainingError(
+                f"the validation data failed to load: {_reason(error)} (a file changed since "
+                "the check?)"
+            ) from None
         val = val.repeat()  # fit reads exactly val_steps batches each time
     logger = TrainingLog(out, manager, best, config, val, val_source)
     callbacks = [logger, keras.callbacks.TensorBoard(out / "logs", update_freq=100)]
-    per_chunk = t.checkpoint_every
-    chunks = math.ceil(t.steps / per_chunk)
-    done = start // per_chunk
-    if done < chunks and not logger.stopped:
-        model.fit(
-            dataset,
-            validation_data=val,
-            epochs=chunks,
-            initial_epoch=done,
-            steps_per_epoch=per_chunk,
-            validation_steps=val_steps if val is not None else None,
-            callbacks=callbacks,
-            verbose=verbose,
+    epoch = start // t.checkpoint_every
+    for steps, epochs in chunks(start, t.steps, t.checkpoint_every):
+        if logger.stopped:
+            break
+        step = int(optimizer.iterations.numpy())
+        dataset = make_dataset(
+            train_source,
+            config,
+            batch_size=t.batch_size,
+            training=True,
+            seed=t.seed,
+            start=step * t.batch_size,
         )
+        try:
+            model.fit(
+                dataset,
+                validation_data=val,
+                epochs=epoch + epochs,
+                initial_epoch=epoch,
+                steps_per_epoch=steps,
+                validation_steps=val_steps,
+                callbacks=callbacks,
+                verbose=verbose,
+            )
+        except (OSError, tf.errors.OpError) as error:
+            step = int(optimizer.iterations.numpy())
+            raise TrainingError(
+                f"training failed at step {step}: {_reason(error)}; {last_checkpoint(manager)}; "
+                "run the same command again to resume"
+            ) from None
+        epoch += epochs
     if logger.stopped:
         raise TrainingError(logger.stopped)
-    out.mkdir(parents=True, exist_ok=True)
-    save_model(model, out, "final")
+    done = int(optimizer.iterations.numpy())
+    if done != max(t.steps, start):
+        raise TrainingError(
+            f"training stopped at step {done} of {t.steps}: the training data ran out; "
+            f"{last_checkpoint(manager)}"
+        )
+    try:
+        save_model(model, out, "final")
+    except (OSError, tf.errors.OpError) as error:
+        raise TrainingError(
+            f"cannot write the final weights to {out}: {_reason(error, True)} at step {done}; "
+            f"{last_checkpoint(manager)}; run the same command again to write them"
+        ) from None
     if chief:
         print(f"wrote {out / 'final.weights.h5'}, {out / 'final.keras'} and {out / 'config.yaml'}")
     return model
+
+
+def chunks(start: int, steps: int, every: int) -> list[tuple[int, int]]:
+    """The fit calls from step `start` to exactly `steps`, checkpointing at every multiple of
+    `every` and at `steps`: [(steps per epoch, epochs)], equal chunks grouped into one call."""
+    ends = [end for end in range(every, steps, every) if end > start]
+    ends += [steps] if steps > start else []
+    result, previous = [], start
+    for end in ends:
+        if result and result[-1][0] == end - previous:
+            result[-1] = (end - previous, result[-1][1] + 1)
+        else:
+            result.append((end - previous, 1))
+        previous = end
+    return result
+
+
+def make_folder(path: Path, what: str) -> None:
+    """Creates the output folder `path`; TrainingError when it is a file or cannot be made."""
+    if path.exists() and not path.is_dir():
+        raise TrainingError(f"{what} {path} is a file, not a folder: choose another {what}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TrainingError(f"{what} {path}: cannot create the folder: {_reason(error)}") from None
+
+
+def last_checkpoint(manager) -> str:
+    """Where training can go on from: the last complete checkpoint, or that there is none."""
+    if manager.latest_checkpoint is None:
+        return "no checkpoint was written yet (training would start afresh)"
+    return f"the last complete checkpoint is {manager.latest_checkpoint}"
+
+
+def is_disk_full(error: BaseException, writing: bool = False) -> bool:
+    """Did `error` come from a full disk: ENOSPC or a quota, or, while `writing` a file, the
+    errors TensorFlow's file writers give for it (ResourceExhausted, OutOfRange)?"""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    tf_errors = (tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError)
+    if writing and isinstance(error, tf_errors):
+        return True
+    text = str(error).lower()
+    return "no space left" in text or "disk quota" in text
+
+
+def _reason(error: BaseException, writing: bool = False) -> str:
+    """One line on why `error` happened: "disk full (...)" for a full disk."""
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror + (f": {error.filename}" if error.filename else "")
+    else:
+        text = str(getattr(error, "message", error)).strip() or type(error).__name__
+        text = text.splitlines()[0].split("}} ", 1)[-1].split(" [Op:", 1)[0]
+    return f"disk full ({text})" if is_disk_full(error, writing) else text
+
+
+def remove_partial(manager, prefix: str) -> None:
+    """Removes what a failed write left in the folder of `manager`: TF's temporary folders and
+    files (`*_temp*`) and the files of the checkpoint `prefix` unless it became complete."""
+    folder = Path(manager.directory)
+    if not folder.is_dir():
+        return
+    complete = Path(manager.latest_checkpoint or "").name == prefix
+    for path in folder.iterdir():
+        if "_temp" in path.name or (path.name.startswith(prefix + ".") and not complete):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def start_from(model: CornerNet, path: str, config: Config) -> None:
@@ -208,13 +359,20 @@ def start_from(model: CornerNet, path: str, config: Config) -> None:
 
 def save_model(model: CornerNet, out: Path, stem: str) -> None:
     """out/<stem>.weights.h5 and out/<stem>.keras of the model alone: a copy without the
-    optimizer, whose state would triple the files (it is in the training checkpoints)."""
+    optimizer, whose state would triple the files (it is in the training checkpoints). Each is
+    written under a temporary name and renamed, so a failed write (a full disk) leaves the old
+    file whole and no partial one."""
     plain = CornerNet.from_config(model.get_config())
     plain.build()
     for target, source in zip(plain.weights, model.weights, strict=True):
         target.assign(source)
-    plain.save_weights(str(out / f"{stem}.weights.h5"))
-    plain.save(str(out / f"{stem}.keras"))
+    for suffix, write in ((".weights.h5", plain.save_weights), (".keras", plain.save)):
+        temporary = out / f".{stem}_temp{suffix}"
+        try:
+            write(str(temporary))
+            os.replace(temporary, out / f"{stem}{suffix}")
+        finally:
+            temporary.unlink(missing_ok=True)
 
 
 def make_checkpoint(model, optimizer) -> tf.train.Checkpoint:
@@ -262,10 +420,12 @@ class TrainingLog(keras.callbacks.Callback):
 
     def _saved_score(self) -> float:
         """The best score of this run so far (resume), or the worst possible."""
-        if self.score_path.exists():
-            saved = json.loads(self.score_path.read_text())
+        try:
+            saved = json.loads(self.score_path.read_text()) if self.score_path.exists() else {}
             if saved.get("by") == self.config.train.best_by:
                 return float(saved["value"])
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+            print(f"warning: {self.score_path}: unreadable ({error}); the next score is the best")
         return -np.inf if self.config.train.best_by == "ap" else np.inf
 
     def on_train_batch_end(self, batch, logs=None):
@@ -274,9 +434,13 @@ class TrainingLog(keras.callbacks.Callback):
         if loss is not None and step % 10 == 0:
             self.history.append({"step": step, **{k: float(v) for k, v in logs.items()}})
         if loss is not None and not np.isfinite(float(loss)):
+            if self.manager.latest_checkpoint is None:
+                where = "No checkpoint was written yet, so there is none to resume from"
+            else:
+                where = f"The last good checkpoint is {self.manager.latest_checkpoint}"
             self.stopped = (
-                f"the loss became {float(loss)} at step {step}; training stopped. The last good "
-                f"checkpoint is {self.manager.latest_checkpoint} (lower train.learning_rate?)"
+                f"the loss became {float(loss)} at step {step}; training stopped. {where} "
+                "(is train.learning_rate finite and small enough? lower it)"
             )
             print(f"\nerror: {self.stopped}")
             self.model.stop_training = True
@@ -288,7 +452,8 @@ class TrainingLog(keras.callbacks.Callback):
             return
         logs = {k: float(v) for k, v in (logs or {}).items()}
         step = int(self.model.optimizer.iterations.numpy())
-        self.manager.save(checkpoint_number=step)
+        if not self.write(step, "the checkpoint", self.manager, self._checkpoint, step):
+            return
         t = self.config.train
         with self.writer.as_default(step=step):
             lr = self.model.optimizer.learning_rate
@@ -301,19 +466,53 @@ class TrainingLog(keras.callbacks.Callback):
                     tf.summary.scalar(f"validation/{name}", value)
                 print(f"\nstep {step}: validation AP {ap['AP']:.4f}, AP50 {ap['AP50']:.4f}")
         self.previous_step = step
-        Path(self.history_path).parent.mkdir(parents=True, exist_ok=True)
-        with open(self.history_path, "a") as history:  # running means within each chunk
-            for row in self.history + [{"step": step, **logs}]:
-                history.write(json.dumps(row) + "\n")
+        if not self.write(step, "the training history", None, self._history, step, logs):
+            return
         self.history = []
         score = logs.get("AP" if t.best_by == "ap" else "val_loss")
         better = t.best_by == "ap" and score is not None and score > self.best_score
         better |= t.best_by == "loss" and score is not None and score < self.best_score
         if better:
-            self.best_score = score
-            self.best.save(checkpoint_number=step)
-            save_model(self.model, self.out, "best")
-            self.score_path.write_text(json.dumps({"by": t.best_by, "value": score, "step": step}))
+            if self.write(step, "the best model", self.best, self._best, step, score):
+                self.best_score = score
+
+    def write(self, step: int, what: str, manager, save, *args) -> bool:
+        """Runs save(*args); when it fails (a full disk): removes its temporary files (those of
+        `manager`'s folder too), stops training with a message naming the step and the last
+        complete checkpoint, returns False."""
+        try:
+            save(*args)
+            return True
+        except (OSError, tf.errors.OpError) as error:
+            if manager is not None:
+                remove_partial(manager, f"ckpt-{step}")
+            for stem in ("best", "final"):
+                for suffix in (".weights.h5", ".keras"):
+                    (self.out / f".{stem}_temp{suffix}").unlink(missing_ok=True)
+            where = f" to {manager.directory}" if manager is not None else ""
+            self.stopped = (
+                f"cannot write {what} at step {step}{where}: {_reason(error, writing=True)}; "
+                f"{last_checkpoint(self.manager)}; free space and run the same command again "
+                "to resume"
+            )
+            print(f"\nerror: {self.stopped}")
+            self.model.stop_training = True
+            return False
+
+    def _checkpoint(self, step: int) -> None:
+        self.manager.save(checkpoint_number=step)
+
+    def _history(self, step: int, logs: dict) -> None:
+        Path(self.history_path).parent.mkdir(parents=True, exist_ok=True)
+        with open(self.history_path, "a") as history:  # running means within each chunk
+            for row in self.history + [{"step": step, **logs}]:
+                history.write(json.dumps(row) + "\n")
+
+    def _best(self, step: int, score: float) -> None:
+        by = self.config.train.best_by
+        self.best.save(checkpoint_number=step)
+        save_model(self.model, self.out, "best")
+        self.score_path.write_text(json.dumps({"by": by, "value": score, "step": step}))
 
     def evaluate(self) -> dict:
         """COCO AP and AP50 of the model now, with the official test procedure, on the first

@@ -1,10 +1,14 @@
 """Train CornerNet.
 
     cornernet-train --config C [--strategy default|mirrored|multiworker] [--resume]
-        [--init-weights W] [--out runs/train] [--quiet] [key=value ...]
+        [--init-weights W] [--out runs/train] [--min-usable 0.5] [--quiet] [key=value ...]
 
 Data come from the config (data.train_annotations + data.train_images, or data.train_tfrecords;
-data.val_* for the validation loss and AP); every record is checked before the first step.
+data.val_* for the validation loss and AP); every record is checked and every image decoded once
+before the first step. What is left out (missing or undecodable images, bad boxes, truncated
+TFRecord shards) is counted and listed in data_warnings.txt; training refuses to start when
+less than --min-usable (default 0.5, i.e. 50%) of the training or validation images are usable
+(TFRecords: of their bytes).
 --init-weights (train.init_weights) starts from other weights of the same backbone: a
 .weights.h5, a .keras, a training checkpoint or a run folder; heatmap heads of another class
 count start afresh. Writes to --out:
@@ -18,13 +22,16 @@ count start afresh. Writes to --out:
     data_warnings.txt              what the data checks left out
 --resume continues from the last checkpoint: same step, same data order and augmentation; an
 interrupted run in --out (checkpoints, no final weights) is resumed without it, and a finished one
-is refused without it.
-multiworker reads the cluster from TF_CONFIG. A NaN loss stops training with a message and
-leaves the last good checkpoint as it was.
+(final.weights.h5) is refused without it. Training runs exactly train.steps steps; checkpoints
+are written every train.checkpoint_every steps and at the last step.
+multiworker reads the cluster from TF_CONFIG. A NaN loss, a failed checkpoint write (a full disk)
+or a failing input stops training with one line naming the step and the last complete checkpoint
+(exit code 2); the same command then resumes.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -43,6 +50,13 @@ def main(argv=None) -> int:
         help="start from these weights (train.init_weights): .weights.h5, .keras, checkpoint, run",
     )
     parser.add_argument("--out", default="runs/train", help="output folder")
+    parser.add_argument(
+        "--min-usable",
+        type=share,
+        default=0.5,
+        metavar="FRACTION",
+        help="the least share of the data that must be usable (default 0.5)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = cli.parse(parser, argv)
     if args.init_weights:
@@ -56,8 +70,20 @@ def main(argv=None) -> int:
         strategy=args.strategy,
         resume=args.resume,
         verbose=0 if args.quiet else 1,
+        min_usable=args.min_usable,
     )
     return 0
+
+
+def share(text: str) -> float:
+    """--min-usable: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
 
 
 if __name__ == "__main__":

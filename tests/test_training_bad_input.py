@@ -1,0 +1,253 @@
+"""cornernet-train on bad input: every case ends in one clear line (exit code 2) or a counted
+warning, never in a traceback, a hang or a run that trained on nothing."""
+
+import errno
+import json
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from tests.helpers import ROOT, run_script
+
+
+def train(tmp_path, capsys, *overrides, out=None):
+    """cornernet-train with the tiny config and a tiny run in this process: (exit code, stdout,
+    stderr)."""
+    args = ["--config", str(ROOT / "configs/tiny.yaml"), "--out", str(out or tmp_path / "run")]
+    args += ["--quiet", "data.input_size=[127,127]", "train.batch_size=2"]
+    args += ["train.log_images_every=0", "train.validation_batches=1", "train.steps=2"]
+    args += ["train.checkpoint_every=2", *overrides]
+    code = run_script("train", *args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def coco(shapes, tmp_path, name, corrupt=(), truncate=()):
+    """A copy of the shapes set `name` (train or val) with some images overwritten by bytes that
+    start like a PNG but do not decode, and some cut short."""
+    folder = tmp_path / name
+    folder.mkdir()
+    data = json.loads((shapes / f"{name}.json").read_text())
+    for k, info in enumerate(data["images"]):
+        raw = (shapes / name / info["file_name"]).read_bytes()
+        if k in corrupt:
+            raw = raw[:16] + b"\0" * 200
+        if k in truncate:
+            raw = raw[: len(raw) // 2]
+        (folder / info["file_name"]).write_bytes(raw)
+    (tmp_path / f"{name}.json").write_text(json.dumps(data))
+    return [f"data.{name}_annotations={tmp_path / f'{name}.json'}", f"data.{name}_images={folder}"]
+
+
+def records(path, shapes, count):
+    """`count` TFRecord examples of one shapes image, one box each (category 1)."""
+    image = sorted((shapes / "train").glob("*.png"))[0].read_bytes()
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for _ in range(count):
+            feature = {
+                "image/encoded": _bytes(image),
+                "image/object/bbox/xmin": _floats(0.1),
+                "image/object/bbox/ymin": _floats(0.1),
+                "image/object/bbox/xmax": _floats(0.5),
+                "image/object/bbox/ymax": _floats(0.5),
+                "image/object/class/label": tf.train.Feature(
+                    int64_list=tf.train.Int64List(value=[1])
+                ),
+            }
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writer.write(example.SerializeToString())
+
+
+def _bytes(value):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _floats(value):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+
+
+def test_a_junk_tfrecord_is_refused_before_training(tmp_path, capsys):
+    junk = tmp_path / "junk.tfrecord"
+    junk.write_bytes(bytes(range(256)) * 20)
+    code, out, err = train(tmp_path, capsys, f"data.train_tfrecords={junk}")
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert "junk.tfrecord" in err and "no usable record" in err and "at byte 0" in err
+    assert not (tmp_path / "run/final.weights.h5").exists()
+    assert "truncated or corrupt" in (tmp_path / "run/data_warnings.txt").read_text()
+
+
+def test_a_truncated_shard_is_counted_and_the_share_rule_applies(shapes, tmp_path, capsys):
+    from cornernet_tf.data import tfrecord_source
+
+    records(tmp_path / "a.tfrecord", shapes, 8)
+    records(tmp_path / "b.tfrecord", shapes, 8)
+    raw = (tmp_path / "b.tfrecord").read_bytes()
+    (tmp_path / "b.tfrecord").write_bytes(raw[: len(raw) * 2 // 3])
+    source = tfrecord_source(str(tmp_path / "*.tfrecord"), (1, 2, 3, 4))
+    assert source.size == 8 + 5 and "1 file(s) truncated or corrupt" in source.summary
+    (warning,) = [w for w in source.warnings if "b.tfrecord" in w]
+    assert "truncated or corrupt after 5 records" in warning
+    assert f"of {len(raw) * 2 // 3})" in warning
+    assert len(list(source.examples())) == 13  # the pipeline stops where the shard breaks
+    size = (tmp_path / "a.tfrecord").stat().st_size  # now less than half of the data is usable
+    (tmp_path / "a.tfrecord").write_bytes(b"\x07" * size)
+    code, out, err = train(tmp_path, capsys, f"data.train_tfrecords={tmp_path / '*.tfrecord'}")
+    assert code == 2 and "of the training data are usable" in err and "at least 50%" in err
+    assert "truncated or corrupt after 5 records" in out  # the warning, printed and in the file
+    assert "b.tfrecord" in (tmp_path / "run/data_warnings.txt").read_text()
+
+
+def test_images_that_do_not_decode_are_left_out_or_refused(shapes, tmp_path, capsys):
+    # valid PNG headers, bodies that do not decode: counted, named, and no hang
+    every = coco(shapes, tmp_path, "train", corrupt=range(12))
+    code, out, err = train(tmp_path, capsys, *every, "data.val_annotations=null")
+    assert code == 2 and "no image of 12 decodes" in err and len(err.strip().splitlines()) == 1
+    assert (
+        "000000.png left out: the image does not decode"
+        in (tmp_path / "run/data_warnings.txt").read_text()
+    )
+    from cornernet_tf.data import coco_source
+    from cornernet_tf.data.source import without_undecodable
+
+    (tmp_path / "few").mkdir()
+    coco(shapes, tmp_path / "few", "train", truncate=[1, 4])
+    source = without_undecodable(coco_source(tmp_path / "few/train.json", tmp_path / "few/train"))
+    assert source.size == 10 and source.usable == (10, 12, "images")
+    assert "2 images do not decode" in source.summary
+    assert sum("does not decode" in w for w in source.warnings) == 2
+    assert len(list(source.examples())) == 10
+
+
+def test_a_corrupt_validation_set_is_an_error_before_training(shapes, tmp_path, capsys):
+    val = coco(shapes, tmp_path, "val", corrupt=range(4))
+    training = [f"data.train_annotations={shapes / 'train.json'}"]
+    training += [f"data.train_images={shapes / 'train'}"]
+    code, out, err = train(tmp_path, capsys, *training, *val)
+    assert code == 2 and str(tmp_path / "val") in err
+    assert "decodes" in err and not (tmp_path / "run/checkpoints").exists()
+
+
+def test_half_the_validation_images_broken_is_refused(shapes, tmp_path, capsys):
+    val = coco(shapes, tmp_path, "val", corrupt=range(3))
+    training = [f"data.train_annotations={shapes / 'train.json'}"]
+    training += [f"data.train_images={shapes / 'train'}"]
+    code, out, err = train(tmp_path, capsys, *training, *val)
+    assert code == 2 and "only 1 of 4 images of the validation data are usable (25%)" in err
+
+
+@pytest.mark.parametrize(
+    "start, steps, every, expected",
+    [
+        (0, 2, 100, [(2, 1)]),
+        (0, 6, 2, [(2, 3)]),
+        (0, 7, 2, [(2, 3), (1, 1)]),
+        (4, 7, 2, [(2, 1), (1, 1)]),
+        (7, 12, 5, [(3, 1), (2, 1)]),
+        (7, 7, 2, []),
+    ],
+)
+def test_chunks_end_exactly_at_train_steps(start, steps, every, expected):
+    from cornernet_tf.training import chunks
+
+    assert chunks(start, steps, every) == expected
+
+
+def test_train_steps_not_a_multiple_of_checkpoint_every_trains_exactly(shapes, tmp_path, capsys):
+    code, out, err = train(
+        tmp_path,
+        capsys,
+        f"data.train_annotations={shapes / 'train.json'}",
+        f"data.train_images={shapes / 'train'}",
+        "data.val_annotations=null",
+        "train.steps=3",
+        "train.checkpoint_every=2",
+    )
+    assert code == 0, err
+    checkpoints = tmp_path / "run/checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("*.index")) == ["ckpt-2.index", "ckpt-3.index"]
+    reader = tf.train.load_checkpoint(str(checkpoints))
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 3
+    history = (tmp_path / "run/logs/history.jsonl").read_text().splitlines()
+    assert [json.loads(row)["step"] for row in history] == [2, 3]
+
+
+def tiny_log(tmp_path, manager):
+    from cornernet_tf import build_model, load_config
+    from cornernet_tf.training import TrainingLog
+
+    config = load_config(ROOT / "configs/tiny.yaml")
+    model = build_model(config)
+    model.compile(optimizer="adam")
+    log = TrainingLog(tmp_path, manager, manager, config, None)
+    log.set_model(model)
+    return log
+
+
+class Manager:
+    """A CheckpointManager whose writes fail like a full disk, after leaving a temporary folder."""
+
+    def __init__(self, folder, latest, error):
+        self.directory, self.latest_checkpoint, self.error = str(folder), latest, error
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def save(self, checkpoint_number):
+        (Path(self.directory) / "ckpt-0_temp").mkdir()
+        (Path(self.directory) / "ckpt-0.index").write_bytes(b"part")
+        raise self.error
+
+
+def test_nan_loss_before_any_checkpoint_says_there_is_none(tmp_path):
+    log = tiny_log(tmp_path, Manager(tmp_path / "checkpoints", None, AssertionError()))
+    log.on_train_batch_end(0, {"loss": float("nan")})
+    assert "became nan at step 0" in log.stopped and "None" not in log.stopped
+    assert "No checkpoint was written yet" in log.stopped and log.model.stop_training
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        tf.errors.ResourceExhaustedError(None, None, "write failed"),
+        tf.errors.OutOfRangeError(None, None, "write failed"),
+    ],
+)
+def test_disk_full_while_checkpointing_stops_with_one_line(tmp_path, error):
+    folder = tmp_path / "checkpoints"
+    log = tiny_log(tmp_path, Manager(folder, str(folder / "ckpt-2"), error))
+    log.on_train_begin()
+    log.on_epoch_end(0, {"loss": 1.0})
+    assert "cannot write the checkpoint at step 0" in log.stopped
+    assert "disk full" in log.stopped and "last complete checkpoint is " in log.stopped
+    assert str(folder / "ckpt-2") in log.stopped and log.model.stop_training
+    assert list(folder.iterdir()) == []  # the temporary folder and partial files are removed
+
+
+def test_disk_full_ends_the_command_with_exit_code_2(shapes, tmp_path, capsys, monkeypatch):
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", full)
+    code, out, err = train(
+        tmp_path,
+        capsys,
+        f"data.train_annotations={shapes / 'train.json'}",
+        f"data.train_images={shapes / 'train'}",
+        "data.val_annotations=null",
+        "train.steps=1",
+        "train.checkpoint_every=1",
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "disk full" in err and "at step 1" in err and "no checkpoint was written yet" in err
+
+
+def test_out_that_is_a_file_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "taken").write_text("")
+    code, out, err = train(tmp_path, capsys, out=tmp_path / "taken")
+    assert code == 2 and "is a file, not a folder: choose another --out" in err
+
+
+def test_min_usable_must_be_a_fraction(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        train(tmp_path, capsys, "--min-usable", "2")
+    assert exit.value.code == 2 and "expected a number from 0 to 1" in capsys.readouterr().err
