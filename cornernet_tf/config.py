@@ -434,7 +434,7 @@ def load_config(
         try:
             raw = yaml.safe_load(text) or {}
         except (yaml.YAMLError, ValueError) as error:  # ValueError: an int of > 4300 digits
-            raise ConfigError(f"{source}: not valid YAML: {error}") from None
+            raise ConfigError(f"{source}: not valid YAML: {yaml_problem(error)}") from None
         if not isinstance(raw, dict):
             raise ConfigError(
                 f"{source}: the top level must be a mapping, got {type(raw).__name__}"
@@ -541,3 +541,11 @@ def _coerce(kind, value: Any, source: str, key: str):
             f"{source}: '{key}' must be {kind.__name__}, got {value!r} ({type(value).__name__})"
         )
     return value
+
+
+def yaml_problem(error: Exception) -> str:
+    """A YAML error in one line: what is wrong and where (line and column, 1-based)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{problem}{where}"

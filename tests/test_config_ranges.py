@@ -133,3 +133,13 @@ def test_values_on_the_edge_of_their_range_are_accepted():
 )
 def test_every_shipped_config_still_loads(path):
     load_config(path)
+
+
+def test_invalid_yaml_is_one_line_with_its_place(tmp_path):
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path / "bad.yaml")
+    assert str(error.value) == (
+        f"{tmp_path / 'bad.yaml'}: not valid YAML: expected ',' or ']', but got '<stream end>' "
+        "at line 2, column 1"
+    )
