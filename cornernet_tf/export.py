@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from cornernet_tf.config import Config, category_ids
-from cornernet_tf.images import MAX_PIXELS, encoded_format, encoded_size
+from cornernet_tf.images import MAX_PIXELS, SHOWN_AS_TEXT, encoded_format, encoded_size
 from cornernet_tf.inference import detect_image
 from cornernet_tf.optimize import inference_model
 
@@ -108,7 +108,7 @@ def quoted_bytes(data) -> tf.Tensor:
     `cornernet_tf.images.describe_bytes` writes them."""
     codes = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int32)
     hex_digits = tf.constant([f"{i:02x}" for i in range(256)])
-    shown = tf.constant([chr(i) if 32 <= i < 127 and i not in b"'\"\\" else "." for i in range(256)])
+    shown = tf.constant(SHOWN_AS_TEXT)
     hex_text = tf.strings.reduce_join(tf.gather(hex_digits, codes), separator=" ")
     text = tf.strings.reduce_join(tf.gather(shown, codes))
     return tf.strings.join([hex_text, " (as text: ", text, ")"])

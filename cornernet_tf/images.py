@@ -10,7 +10,6 @@ allocate gigabytes.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,10 @@ MAX_PIXELS = 7680 * 4320
 
 FORMATS = ("JPEG", "PNG", "GIF", "BMP")
 MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")
+# each byte as quoted text shows it: printable ASCII but quotes and backslash, else "."
+SHOWN_AS_TEXT = tuple(
+    chr(i) if 32 <= i < 127 and chr(i) not in "'\"\\" else "." for i in range(256)
+)
 
 
 class ImageError(ValueError):
@@ -36,7 +39,7 @@ def image_format(head: bytes) -> str | None:
 
 def describe_bytes(head: bytes) -> str:
     """The first bytes of a file, readable whatever they are: hex, then printable ASCII."""
-    text = "".join(chr(b) if 32 <= b < 127 and b not in b"'\"\\" else "." for b in head)
+    text = "".join(SHOWN_AS_TEXT[b] for b in head)
     return f"{head.hex(' ')} (as text: {text})"
 
 
@@ -94,6 +97,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     import tensorflow as tf
 
     from cornernet_tf.data.source import decode_image
+    from cornernet_tf.files import reason
 
     path = Path(path)
     try:
@@ -128,12 +132,6 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         image = decode_image(tf.constant(data)).numpy()
     except tf.errors.OpError as error:
         raise ImageError(
-            f"{path}: cannot decode the {image_format(data[:8])} ({op_reason(error)})"
+            f"{path}: cannot decode the {image_format(data[:8])} ({reason(error)})"
         ) from None
     return image
-
-
-def op_reason(error) -> str:
-    """A TensorFlow op error's message without the op names around it."""
-    text = re.sub(r"\{\{[^}]*\}\}|\[Op:\w+\]|\s+name:\s*$", "", error.message or "").strip()
-    return text.splitlines()[0].strip() if text else type(error).__name__

@@ -25,7 +25,6 @@ checkpoint; temporary files of the failed write are removed, and the same comman
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
 import os
 import shutil
@@ -46,6 +45,7 @@ from cornernet_tf.data import (
     tfrecord_source,
     without_undecodable,
 )
+from cornernet_tf.files import output_folder, reason
 from cornernet_tf.model import CornerNet, build_model
 
 # train.precision -> the model's compute precision (mixed: float32 variables, bfloat16 compute)
@@ -54,6 +54,13 @@ TRAIN_PRECISIONS = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
 
 class TrainingError(RuntimeError):
     """Training cannot start or go on; the message says why and what to do."""
+
+
+class WriteError(TrainingError):
+    """A checkpoint or the weights could not be written (a full disk): the machine failed, not
+    the input; the commands exit with code 1."""
+
+    exit_code = 1
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -114,7 +121,7 @@ def report(sources, out: Path, shown: int = 10, warnings=()) -> None:
             (out / "data_warnings.txt").write_text(text)
         except OSError as error:
             raise TrainingError(
-                f"cannot write {out / 'data_warnings.txt'}: {_reason(error)}"
+                f"cannot write {out / 'data_warnings.txt'}: {reason(error)}"
             ) from None
         more = f" ({len(warnings) - shown} more)" if len(warnings) > shown else ""
         print(f"{len(warnings)} warnings{more}: all in {out / 'data_warnings.txt'}")
@@ -143,7 +150,7 @@ def train(
     distribution = make_strategy(strategy)
     chief = _is_chief(distribution)
     out = Path(out) if chief else Path(out) / f".worker_{_task_id(distribution)}"
-    make_folder(out, "--out")
+    output_folder(out, "--out")
     checkpoints = out / "checkpoints"
     if (checkpoints / "checkpoint").exists() and not resume:
         if (out / "final.weights.h5").exists() and chief:
@@ -169,7 +176,7 @@ def train(
         except (OSError, yaml.YAMLError, AttributeError) as error:
             raise TrainingError(
                 f"{out / 'config.yaml'}: cannot read the config of the run to resume "
-                f"({_reason(error)}): train into another --out"
+                f"({reason(error)}): train into another --out"
             ) from None
         if saved and list(saved) != list(config.data.category_ids):
             raise TrainingError(
@@ -180,7 +187,7 @@ def train(
         try:
             (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
         except OSError as error:
-            raise TrainingError(f"cannot write {out / 'config.yaml'}: {_reason(error)}") from None
+            raise TrainingError(f"cannot write {out / 'config.yaml'}: {reason(error)}") from None
 
     t = config.train
     keras.utils.set_random_seed(t.seed)  # the initial weights (official: torch.manual_seed(317))
@@ -202,7 +209,7 @@ def train(
         except (ValueError, tf.errors.OpError, AssertionError) as error:
             raise TrainingError(
                 f"{manager.latest_checkpoint}: cannot resume from this checkpoint: "
-                f"{_reason(error)}: it is damaged or of another model; train into another --out"
+                f"{reason(error)}: it is damaged or of another model; train into another --out"
             ) from None
         print(
             f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}"
@@ -217,7 +224,7 @@ def train(
             val_steps = sum(1 for _ in val)
         except tf.errors.OpError as error:
             raise TrainingError(
-                f"the validation data failed to load: {_reason(error)} (a file changed since "
+                f"the validation data failed to load: {reason(error)} (a file changed since "
                 "the check?)"
             ) from None
         val = val.repeat()  # fit reads exactly val_steps batches each time
@@ -247,15 +254,21 @@ def train(
                 callbacks=callbacks,
                 verbose=verbose,
             )
+        except KeyboardInterrupt:
+            step = int(optimizer.iterations.numpy())
+            raise KeyboardInterrupt(
+                f"at step {step}; {last_checkpoint(manager)}; run the same command again to "
+                "resume"
+            ) from None
         except (OSError, tf.errors.OpError) as error:
             step = int(optimizer.iterations.numpy())
             raise TrainingError(
-                f"training failed at step {step}: {_reason(error)}; {last_checkpoint(manager)}; "
+                f"training failed at step {step}: {reason(error)}; {last_checkpoint(manager)}; "
                 "run the same command again to resume"
             ) from None
         epoch += epochs
     if logger.stopped:
-        raise TrainingError(logger.stopped)
+        raise (WriteError if logger.write_failed else TrainingError)(logger.stopped)
     done = int(optimizer.iterations.numpy())
     if done != max(t.steps, start):
         raise TrainingError(
@@ -265,8 +278,8 @@ def train(
     try:
         save_model(model, out, "final")
     except (OSError, tf.errors.OpError) as error:
-        raise TrainingError(
-            f"cannot write the final weights to {out}: {_reason(error, True)} at step {done}; "
+        raise WriteError(
+            f"cannot write the final weights to {out}: {reason(error, True)} at step {done}; "
             f"{last_checkpoint(manager)}; run the same command again to write them"
         ) from None
     if chief:
@@ -289,43 +302,11 @@ def chunks(start: int, steps: int, every: int) -> list[tuple[int, int]]:
     return result
 
 
-def make_folder(path: Path, what: str) -> None:
-    """Creates the output folder `path`; TrainingError when it is a file or cannot be made."""
-    if path.exists() and not path.is_dir():
-        raise TrainingError(f"{what} {path} is a file, not a folder: choose another {what}")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise TrainingError(f"{what} {path}: cannot create the folder: {_reason(error)}") from None
-
-
 def last_checkpoint(manager) -> str:
     """Where training can go on from: the last complete checkpoint, or that there is none."""
     if manager.latest_checkpoint is None:
         return "no checkpoint was written yet (training would start afresh)"
     return f"the last complete checkpoint is {manager.latest_checkpoint}"
-
-
-def is_disk_full(error: BaseException, writing: bool = False) -> bool:
-    """Did `error` come from a full disk: ENOSPC or a quota, or, while `writing` a file, the
-    errors TensorFlow's file writers give for it (ResourceExhausted, OutOfRange)?"""
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    tf_errors = (tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError)
-    if writing and isinstance(error, tf_errors):
-        return True
-    text = str(error).lower()
-    return "no space left" in text or "disk quota" in text
-
-
-def _reason(error: BaseException, writing: bool = False) -> str:
-    """One line on why `error` happened: "disk full (...)" for a full disk."""
-    if isinstance(error, OSError) and error.strerror:
-        text = error.strerror + (f": {error.filename}" if error.filename else "")
-    else:
-        text = str(getattr(error, "message", error)).strip() or type(error).__name__
-        text = text.splitlines()[0].split("}} ", 1)[-1].split(" [Op:", 1)[0]
-    return f"disk full ({text})" if is_disk_full(error, writing) else text
 
 
 def remove_partial(manager, prefix: str) -> None:
@@ -408,7 +389,8 @@ class TrainingLog(keras.callbacks.Callback):
         self.val, self.val_source = val, val_source
         self.score_path = self.out / "best" / "score.json"
         self.best_score = self._saved_score()
-        self.stopped = ""
+        self.stopped = ""  # why training stopped early
+        self.write_failed = False  # because a write failed
         log_dir = self.out / "logs"
         self.writer = tf.summary.create_file_writer(str(log_dir / "images"))
         self.images_every = config.train.log_images_every
@@ -490,8 +472,9 @@ class TrainingLog(keras.callbacks.Callback):
                 for suffix in (".weights.h5", ".keras"):
                     (self.out / f".{stem}_temp{suffix}").unlink(missing_ok=True)
             where = f" to {manager.directory}" if manager is not None else ""
+            self.write_failed = True
             self.stopped = (
-                f"cannot write {what} at step {step}{where}: {_reason(error, writing=True)}; "
+                f"cannot write {what} at step {step}{where}: {reason(error, writing=True)}; "
                 f"{last_checkpoint(self.manager)}; free space and run the same command again "
                 "to resume"
             )

@@ -66,11 +66,11 @@ def test_weights_of_another_model_are_named_and_counted(tmp_path, tiny_weights, 
         (KeyboardInterrupt(), "error: interrupted (Ctrl-C)"),
         (
             OSError(errno.ENOSPC, "No space left on device", "/out/ckpt"),
-            "error: /out/ckpt: disk full (no space left on the device); free space and run again",
+            "error: disk full (No space left on device: /out/ckpt); free space and run again",
         ),
         (
             NotADirectoryError(errno.ENOTDIR, "Not a directory", "/a/b"),
-            "error: /a/b: Not a directory",
+            "error: Not a directory: /a/b",
         ),
     ],
 )
@@ -94,7 +94,7 @@ def test_a_full_disk_while_tensorflow_writes_is_one_line(capsys):
     assert main([]) == 1
     err = capsys.readouterr().err.strip()
     assert err == (
-        "error: disk full while writing (/out/x.data-00000; No space left on device); "
+        "error: disk full (/out/x.data-00000; No space left on device); "
         "free space and run again"
     )
 

@@ -88,7 +88,7 @@ def test_limit_must_be_positive(tmp_path, capsys, limit):
     with pytest.raises(SystemExit) as exit:
         evaluate(tmp_path, "--limit", limit)
     assert exit.value.code == 2
-    assert f"--limit: must be at least 1, got {limit}" in capsys.readouterr().err
+    assert f"argument --limit: {limit} is less than 1" in capsys.readouterr().err
 
 
 def test_an_existing_file_as_out_is_an_error(tmp_path, capsys):

@@ -5,6 +5,7 @@ import errno
 import json
 from pathlib import Path
 
+import keras
 import pytest
 import tensorflow as tf
 
@@ -223,7 +224,7 @@ def test_disk_full_while_checkpointing_stops_with_one_line(tmp_path, error):
     assert list(folder.iterdir()) == []  # the temporary folder and partial files are removed
 
 
-def test_disk_full_ends_the_command_with_exit_code_2(shapes, tmp_path, capsys, monkeypatch):
+def test_disk_full_ends_the_command_with_exit_code_1(shapes, tmp_path, capsys, monkeypatch):
     def full(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -237,14 +238,36 @@ def test_disk_full_ends_the_command_with_exit_code_2(shapes, tmp_path, capsys, m
         "train.steps=1",
         "train.checkpoint_every=1",
     )
-    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert code == 1 and len(err.strip().splitlines()) == 1
     assert "disk full" in err and "at step 1" in err and "no checkpoint was written yet" in err
+
+
+def test_ctrl_c_says_where_training_stopped_and_how_to_resume(
+    shapes, tmp_path, capsys, monkeypatch
+):
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.Model, "fit", interrupted)
+    code, out, err = train(
+        tmp_path,
+        capsys,
+        f"data.train_annotations={shapes / 'train.json'}",
+        f"data.train_images={shapes / 'train'}",
+        "data.val_annotations=null",
+        "train.steps=1",
+    )
+    assert code == 1
+    assert err.strip() == (
+        "error: interrupted (Ctrl-C) at step 0; no checkpoint was written yet (training would "
+        "start afresh); run the same command again to resume"
+    )
 
 
 def test_out_that_is_a_file_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "taken").write_text("")
     code, out, err = train(tmp_path, capsys, out=tmp_path / "taken")
-    assert code == 2 and "is a file, not a folder: choose another --out" in err
+    assert code == 2 and "is a file, not a folder" in err
 
 
 def test_min_usable_must_be_a_fraction(tmp_path, capsys):

@@ -15,7 +15,6 @@ or a file where a folder should be as one line `error: ...` and exit code 1.
 from __future__ import annotations
 
 import argparse
-import errno
 import functools
 import os
 import re
@@ -188,6 +187,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from cornernet_tf.config import ConfigError
     from cornernet_tf.convert import WeightMismatchError
     from cornernet_tf.data import AnnotationError, DataError
+    from cornernet_tf.files import FolderError
     from cornernet_tf.images import ImageError
     from cornernet_tf.tfjs import TfjsError
     from cornernet_tf.training import TrainingError
@@ -199,6 +199,7 @@ def user_errors() -> tuple[type[Exception], ...]:
         WeightMismatchError,
         AnnotationError,
         DataError,
+        FolderError,
         ImageError,
         TfjsError,
         TrainingError,
@@ -207,7 +208,7 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 def command(main):
     """Wraps a command's main(argv) -> int so that it always ends in one line: user errors print
-    `error: ...` and return 2; a file-system failure (disk full, a file where a folder should
+    `error: ...` and return 2 (or their `exit_code`); a file-system failure (disk full, a file where a folder should
     be, no permission) `error: ...` naming the path, and Ctrl-C `error: interrupted`, both
     returning 1. Temporary files are cleaned by the `with` blocks the exception leaves."""
 
@@ -215,13 +216,14 @@ def command(main):
     def run(argv=None) -> int:
         try:
             return main(argv)
-        except KeyboardInterrupt:
-            print("\nerror: interrupted (Ctrl-C)", file=sys.stderr)
+        except KeyboardInterrupt as error:  # its message, if any, says where it stopped
+            detail = f" {error}" if str(error) else ""
+            print(f"\nerror: interrupted (Ctrl-C){detail}", file=sys.stderr)
             return 1
         except Exception as error:
             if isinstance(error, user_errors()):
                 print(f"error: {error}", file=sys.stderr)
-                return 2
+                return getattr(error, "exit_code", 2)
             failure = file_system_failure(error)
             if failure:
                 print(f"error: {failure}", file=sys.stderr)
@@ -232,37 +234,26 @@ def command(main):
 
 
 def file_system_failure(error: Exception) -> str | None:
-    """A sentence for an OSError or a TensorFlow write error (disk full, not a directory, no
-    permission), None for other exceptions."""
-    if isinstance(error, OSError):
-        path = f"{error.filename}: " if error.filename else ""
-        if error.errno == errno.ENOSPC:
-            return f"{path}disk full (no space left on the device); free space and run again"
-        return f"{path}{error.strerror or error}"
+    """A sentence for an OSError or a TensorFlow write error (disk full, no permission), None
+    for other exceptions."""
+    from cornernet_tf.files import is_disk_full, reason
+
+    kinds = (OSError,)
     if "tensorflow" in sys.modules:
         import tensorflow as tf
 
-        from cornernet_tf.images import op_reason
-
-        if isinstance(error, tf.errors.OpError):
-            reason = op_reason(error)[:300]
-            if "No space left" in (error.message or ""):
-                return f"disk full while writing ({reason}); free space and run again"
-            if isinstance(error, tf.errors.PermissionDeniedError):
-                return reason
-    return None
+        kinds += (tf.errors.PermissionDeniedError,)
+    if not (isinstance(error, kinds) or is_disk_full(error)):
+        return None
+    text = reason(error)  # names the file of an OSError
+    return f"{text}; free space and run again" if is_disk_full(error) else text
 
 
-def output_folder(path, flag: str = "--out") -> Path:
-    """`path` as a folder to write into, created if missing; CommandError when a file (or a
-    file among its parents) is in the way."""
-    path = Path(path)
-    for part in (path, *path.parents):
-        if part.exists() and not part.is_dir():
-            where = "" if part == path else f"{path}: "
-            raise CommandError(f"{flag} {where}{part} is a file, not a folder")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def output_folder(path, flag: str = "--out", create: bool = True) -> Path:
+    """`cornernet_tf.files.output_folder`: `path` as a folder to write into (FolderError)."""
+    from cornernet_tf.files import output_folder
+
+    return output_folder(path, flag, create)
 
 
 def print_skipped(skipped: list[str], what: str) -> None:

@@ -28,17 +28,6 @@ from cornernet_tf import cli
 SHOWN = 3  # file names a message lists before "..."
 
 
-def positive(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def first(names: list[str]) -> str:
     """The first SHOWN names, comma-separated, "..." when there are more."""
     return ", ".join(names[:SHOWN]) + (", ..." if len(names) > SHOWN else "")
@@ -57,7 +46,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--scales", help="comma-separated test scales, e.g. 0.5,0.75,1,1.25,1.5")
     cli.add_inference(parser)
-    parser.add_argument("--limit", type=positive, help="evaluate the first N images only (N >= 1)")
+    parser.add_argument(
+        "--limit", type=cli.at_least(1), help="evaluate the first N images only (N >= 1)"
+    )
     parser.add_argument("--out", default="runs/evaluate", help="output folder")
     args = cli.parse(parser, argv)
     if args.flip is not None:
@@ -67,8 +58,7 @@ def main(argv=None) -> int:
     image_dir, out = Path(args.images), Path(args.out)
     if not image_dir.is_dir():
         raise cli.CommandError(f"--images {image_dir}: no such folder")
-    if out.exists() and not out.is_dir():
-        raise cli.CommandError(f"--out {out} is a file, not a folder: name a folder to write to")
+    cli.output_folder(out, create=False)  # before the slow work
     from tqdm import tqdm
 
     from cornernet_tf.data.coco import image_problem
@@ -106,12 +96,7 @@ def main(argv=None) -> int:
             f"{args.annotations}: none of the {len(images)} images to score has a ground-truth "
             "box (after the checks above): COCO AP is undefined"
         )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise cli.CommandError(
-            f"--out {out}: cannot create the folder ({error.strerror})"
-        ) from None
+    cli.output_folder(out)
     for line in evaluator.left_out_summary():
         print(f"warning: {line}", file=sys.stderr)
     if evaluator.warnings:

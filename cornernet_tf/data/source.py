@@ -83,6 +83,7 @@ def without_undecodable(source: Source, what: str = "image") -> Source:
     if source.decoded:
         return source
     bad = undecodable(source.items, source.load, source.size)
+    bad_set = set(bad)
     names = source.names or _item_names(source.items)
     warnings = [
         f"{names[k]} left out: the {what} does not decode (truncated or corrupt)" for k in bad
@@ -97,7 +98,7 @@ def without_undecodable(source: Source, what: str = "image") -> Source:
         min(source.shuffle_buffer, max(1, source.size - len(bad))),
         usable=(usable - len(bad), found, unit),
         decoded=True,
-        names=[n for k, n in enumerate(names) if k not in set(bad)],
+        names=[n for k, n in enumerate(names) if k not in bad_set],
     )
     for key in ("category_ids", "class_names"):
         if hasattr(source, key):
