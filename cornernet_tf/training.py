@@ -257,8 +257,7 @@ def train(
         except KeyboardInterrupt:
             step = int(optimizer.iterations.numpy())
             raise KeyboardInterrupt(
-                f"at step {step}; {last_checkpoint(manager)}; run the same command again to "
-                "resume"
+                f"at step {step}; {last_checkpoint(manager)}; run the same command again to resume"
             ) from None
         except (OSError, tf.errors.OpError) as error:
             step = int(optimizer.iterations.numpy())

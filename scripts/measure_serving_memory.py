@@ -6,9 +6,9 @@
 Method: for each size, a fresh process loads the SavedModel with stock TensorFlow (no
 cornernet_tf), reads a PNG of that size (a smooth gradient, written beforehand by this script),
 sends it to serving_default once and records its peak resident memory (ru_maxrss) and the time
-of the call; a 64x64 request gives the fixed part (TensorFlow, the weights, the graph). Prints a table with
-the memory above that fixed part per megapixel. An image over the model's --max-pixels is
-refused from its header: that row shows the refusal and what it cost.
+of the call; a 64x64 request gives the fixed part (TensorFlow, the weights, the graph). Prints a
+table with the memory above that fixed part per megapixel. An image over the model's
+--max-pixels is refused from its header: that row shows the refusal and what it cost.
 """
 
 from __future__ import annotations

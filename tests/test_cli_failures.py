@@ -94,8 +94,7 @@ def test_a_full_disk_while_tensorflow_writes_is_one_line(capsys):
     assert main([]) == 1
     err = capsys.readouterr().err.strip()
     assert err == (
-        "error: disk full (/out/x.data-00000; No space left on device); "
-        "free space and run again"
+        "error: disk full (/out/x.data-00000; No space left on device); free space and run again"
     )
 
 

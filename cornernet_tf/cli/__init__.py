@@ -208,9 +208,9 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 def command(main):
     """Wraps a command's main(argv) -> int so that it always ends in one line: user errors print
-    `error: ...` and return 2 (or their `exit_code`); a file-system failure (disk full, a file where a folder should
-    be, no permission) `error: ...` naming the path, and Ctrl-C `error: interrupted`, both
-    returning 1. Temporary files are cleaned by the `with` blocks the exception leaves."""
+    `error: ...` and return 2 (or their `exit_code`); a file-system failure (disk full, no
+    permission) `error: ...` naming the path, and Ctrl-C `error: interrupted`, both return 1.
+    Temporary files are cleaned by the `with` blocks the exception leaves."""
 
     @functools.wraps(main)
     def run(argv=None) -> int:
