@@ -9,7 +9,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from tests.helpers import ROOT, run_script
+from tests.helpers import ROOT, png_header, run_script
 
 
 def train(tmp_path, capsys, *overrides, out=None):
@@ -118,6 +118,18 @@ def test_images_that_do_not_decode_are_left_out_or_refused(shapes, tmp_path, cap
     assert "2 images do not decode" in source.summary
     assert sum("does not decode" in w for w in source.warnings) == 2
     assert len(list(source.examples())) == 10
+
+
+def test_a_training_image_over_the_pixel_limit_is_left_out_before_decoding(shapes, tmp_path):
+    from cornernet_tf.data import coco_source
+    from cornernet_tf.data.source import without_undecodable
+
+    coco(shapes, tmp_path, "train")
+    (tmp_path / "train/000003.png").write_bytes(png_header(40000, 40000))  # 1.6 Gpx, 45 bytes
+    source = without_undecodable(coco_source(tmp_path / "train.json", tmp_path / "train"))
+    assert source.size == 11 and "1 images do not decode" in source.summary
+    assert any("000003.png left out: the image does not decode (truncated, corrupt, or over "
+               "33,177,600 pixels)" in w for w in source.warnings)  # fmt: skip
 
 
 def test_a_corrupt_validation_set_is_an_error_before_training(shapes, tmp_path, capsys):

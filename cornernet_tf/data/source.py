@@ -9,6 +9,8 @@ import re
 
 import tensorflow as tf
 
+from cornernet_tf.images import MAX_PIXELS, encoded_size
+
 # the first bytes of the formats tf.io.decode_image reads
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")
 EXIF_ORIENTATION = 0x0112  # the TIFF tag of the orientation, values 1 (upright) to 8
@@ -65,7 +67,8 @@ class Source:
 
 
 def undecodable(items, load, size: int) -> list[int]:
-    """The positions of the items whose image does not decode (truncated or corrupt), found by
+    """The positions of the items whose image does not decode (truncated, corrupt, or larger than
+    `cornernet_tf.images.MAX_PIXELS` by its header), found by
     decoding each once, in parallel, with the loader the pipeline uses."""
     items = items.enumerate().map(
         lambda k, *item: (k, tf.shape(load(item[0] if len(item) == 1 else item)["image"])),
@@ -86,7 +89,9 @@ def without_undecodable(source: Source, what: str = "image") -> Source:
     bad_set = set(bad)
     names = source.names or _item_names(source.items)
     warnings = [
-        f"{names[k]} left out: the {what} does not decode (truncated or corrupt)" for k in bad
+        f"{names[k]} left out: the {what} does not decode (truncated, corrupt, or over "
+        f"{MAX_PIXELS:,} pixels)"
+        for k in bad
     ]
     usable, found, unit = source.usable
     result = Source(
@@ -149,10 +154,17 @@ def is_image(head: bytes) -> bool:
     return head.startswith(IMAGE_MAGIC)
 
 
-def decode_image(encoded) -> tf.Tensor:
+def decode_image(encoded, max_pixels: int = MAX_PIXELS) -> tf.Tensor:
     """Encoded JPEG/PNG/... -> (H, W, 3) uint8 RGB (grayscale and RGBA converted), turned upright
-    by the EXIF orientation of a JPEG."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    by the EXIF orientation of a JPEG. An image of more than `max_pixels` pixels by its header
+    fails (InvalidArgumentError) before it is decoded."""
+    height, width = encoded_size(encoded)
+    check = tf.debugging.Assert(
+        height * width <= max_pixels,
+        ["an image has more pixels than", max_pixels, "height, width:", height, width],
+    )
+    with tf.control_dependencies([check]):
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     return orient(image, exif_orientation(encoded))
 
 
