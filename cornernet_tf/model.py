@@ -49,9 +49,11 @@ Variants are constructor arguments, kept by `get_config` (so `model.save("m.kera
 from __future__ import annotations
 
 import math
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import h5py
 import keras
 import tensorflow as tf
 
@@ -463,6 +465,14 @@ def load_trained(config: Config, weights) -> CornerNet:
     path = resolve_weights(weights)
     if not Path(path).is_file():
         raise WeightsError(f"{path}: no such file")
+    readable = {".keras": zipfile.is_zipfile, ".weights.h5": h5py.is_hdf5}
+    for suffix, is_kind in readable.items():
+        if path.endswith(suffix) and not is_kind(path):
+            kind = "a zip archive" if suffix == ".keras" else "an HDF5 file"
+            raise WeightsError(
+                f"{path}: not a {suffix} file (it is not {kind}): truncated, damaged or of "
+                "another kind"
+            )
     if path.endswith(".keras"):
         model = keras.saving.load_model(path, compile=False)
         if not isinstance(model, CornerNet):
@@ -489,8 +499,6 @@ def load_trained(config: Config, weights) -> CornerNet:
 def weights_mismatch(path: str, model, config: Config, error: ValueError) -> str:
     """A readable sentence for Keras's error on weights that do not fit the model: the counts
     of arrays in the file and in the model, and Keras's first specific complaint."""
-    import h5py
-
     try:
         with h5py.File(path, "r") as file:
             arrays = []

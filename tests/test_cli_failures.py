@@ -58,6 +58,13 @@ def test_weights_of_another_model_are_named_and_counted(tmp_path, tiny_weights, 
     (tmp_path / "w.h5").write_bytes(tiny_weights[1].read_bytes())
     assert run_script("detect", *args[:3], str(tmp_path / "w.h5"), *args[4:], "--out", "x") == 2
     assert "w.h5: weights must be a .weights.h5 or a .keras file" in capsys.readouterr().err
+    cut = tmp_path / "cut.keras"
+    cut.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    (tmp_path / "junk.weights.h5").write_text("junk")
+    for path, kind in [(cut, "a zip archive"), (tmp_path / "junk.weights.h5", "an HDF5 file")]:
+        assert run_script("detect", *args[:3], str(path), *args[4:], "--out", "x") == 2
+        message = f"{path}: not a {path.name[path.name.index('.') :]} file (it is not {kind})"
+        assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
