@@ -15,7 +15,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf.model import ARCHITECTURE, RUN_WEIGHTS, CornerNet, resolve_weights
+from cornernet_tf.model import (
+    ARCHITECTURE,
+    RUN_WEIGHTS,
+    CornerNet,
+    check_weights_file,
+    resolve_weights,
+)
 
 # the layers whose shapes depend on the class count: the only ones initialised afresh
 CLASS_LAYERS = ("tl_heats.", "br_heats.")
@@ -69,7 +75,10 @@ def source_file(path) -> Path:
         raise ValueError(
             f"{path}: a folder without {' or '.join(RUN_WEIGHTS)} or a training checkpoint"
         )
-    if path.exists() or Path(f"{path}.index").exists():
+    if path.is_file():
+        check_weights_file(path)
+        return path
+    if Path(f"{path}.index").exists():
         return path
     raise ValueError(f"{path}: no such file")
 

@@ -465,14 +465,7 @@ def load_trained(config: Config, weights) -> CornerNet:
     path = resolve_weights(weights)
     if not Path(path).is_file():
         raise WeightsError(f"{path}: no such file")
-    readable = {".keras": zipfile.is_zipfile, ".weights.h5": h5py.is_hdf5}
-    for suffix, is_kind in readable.items():
-        if path.endswith(suffix) and not is_kind(path):
-            kind = "a zip archive" if suffix == ".keras" else "an HDF5 file"
-            raise WeightsError(
-                f"{path}: not a {suffix} file (it is not {kind}): truncated, damaged or of "
-                "another kind"
-            )
+    check_weights_file(path)
     if path.endswith(".keras"):
         model = keras.saving.load_model(path, compile=False)
         if not isinstance(model, CornerNet):
@@ -494,6 +487,19 @@ def load_trained(config: Config, weights) -> CornerNet:
     except ValueError as error:
         raise WeightsError(weights_mismatch(path, model, config, error)) from None
     return model
+
+
+def check_weights_file(path: str) -> None:
+    """WeightsError when a .keras file is not a zip archive or a .weights.h5 not an HDF5 file
+    (truncated, damaged or of another kind), before Keras reads it."""
+    readable = {".keras": zipfile.is_zipfile, ".weights.h5": h5py.is_hdf5}
+    for suffix, is_kind in readable.items():
+        if str(path).endswith(suffix) and not is_kind(path):
+            kind = "a zip archive" if suffix == ".keras" else "an HDF5 file"
+            raise WeightsError(
+                f"{path}: not a {suffix} file (it is not {kind}): truncated, damaged or of "
+                "another kind"
+            )
 
 
 def weights_mismatch(path: str, model, config: Config, error: ValueError) -> str:

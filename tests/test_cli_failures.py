@@ -112,3 +112,12 @@ def test_a_bug_still_shows_its_traceback():
 
     with pytest.raises(ZeroDivisionError):
         main([])
+
+
+def test_init_weights_that_are_damaged_are_named(tmp_path):
+    from cornernet_tf.finetune import source_file
+    from cornernet_tf.model import WeightsError
+
+    (tmp_path / "cut.keras").write_text("junk")
+    with pytest.raises(WeightsError, match="cut.keras: not a .keras file"):
+        source_file(tmp_path / "cut.keras")
