@@ -1,9 +1,10 @@
-"""Export a CornerNet as a SavedModel for TF Serving, and optionally as a TF.js graph model.
+"""Export a CornerNet as a SavedModel for TF Serving, and optionally as a TF.js graph model and
+an OpenVINO IR.
 
     cornernet-export --config C --weights W --out exported/cornernet [--version 1] \
         [--input-size 511] [--flip | --no-flip] [--precision float32|bfloat16] \
         [--no-fold-batchnorm] [--tfjs exported/cornernet_tfjs] [--quantize none|float16|uint8] \
-        [--overwrite] [key=value ...]
+        [--openvino exported/cornernet_openvino] [--overwrite] [key=value ...]
 
 Writes OUT/VERSION/saved_model.pb + variables/ (the TF Serving layout) with the signatures
 `serving_default` (encoded image bytes) and `serve_image` (uint8 RGB batch); see docs/deployment.md.
@@ -14,6 +15,8 @@ else the config's data.input_size.
 The network is exported with each BatchNorm folded into its convolution (--no-fold-batchnorm:
 as trained) and computing in --precision (default: the config's test.precision). TF.js has no
 bfloat16: with --precision bfloat16 the TF.js model is the float32 variant, and the command says so.
+--openvino DIR also writes an OpenVINO IR of the image signature for one image [1, H, W, 3]
+(`cornernet_tf.openvino_ir`; needs pip install ".[openvino]"), float32 weights.
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
     parser.add_argument("--tfjs", help="also write a TF.js graph model to this folder")
     parser.add_argument(
+        "--openvino", help="also write an OpenVINO IR (model.xml, model.bin) to this folder"
+    )
+    parser.add_argument(
         "--quantize",
         default="none",
         choices=["none", "float16", "uint8"],
@@ -103,6 +109,19 @@ def main(argv=None) -> int:
     print(f"wrote {target} ({cli.folder_size(target) / 1e6:.1f} MB)")
     print(serving_help(target, Path(args.out).name))
 
+    if args.openvino:
+        from cornernet_tf.openvino_ir import OpenvinoError, export_openvino
+
+        print(f"converting to OpenVINO IR in {args.openvino} ...")
+        try:
+            xml = export_openvino(
+                model, config, cli.output_folder(args.openvino, "--openvino"),
+                input_size=args.input_size, flip=args.flip, fold_batchnorm=args.fold_batchnorm,
+            )  # fmt: skip
+        except OpenvinoError as error:  # the SavedModel is written: exit code 1
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"wrote {xml} ({cli.folder_size(args.openvino) / 1e6:.1f} MB, float32 weights)")
     if args.tfjs:
         size = args.input_size or max(config.data.input_size)
         if config.test.precision != "float32":

@@ -1,0 +1,68 @@
+"""The OpenVINO IR export: converted from the served graph, run by OpenVINO on the CPU, the
+same detections as the SavedModel's image signature (float32), bfloat16 close."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cornernet_tf.serving import OUTPUT_KEYS
+from tests.helpers import run_script
+
+openvino = pytest.importorskip(
+    "openvino", reason='OpenVINO is not installed: pip install ".[openvino]"'
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_weights, tmp_path_factory):
+    """The tiny model as an OpenVINO IR (any size) and as a SavedModel, by cornernet-export."""
+    config, weights = tiny_weights
+    out = tmp_path_factory.mktemp("openvino")
+    args = ["--config", str(config), "--weights", str(weights), "--out", str(out / "saved")]
+    assert run_script("export", *args, "--openvino", str(out / "ir")) == 0
+    return out
+
+
+def test_ir_gives_the_saved_models_detections(exported, test_images):
+    from cornernet_tf.openvino_ir import load_openvino
+
+    saved = tf.saved_model.load(str(exported / "saved/1")).signatures["serve_image"]
+    ir = load_openvino(exported / "ir")
+    for path in test_images:
+        image = tf.io.decode_image(path.read_bytes(), channels=3).numpy()
+        expected = {k: v.numpy() for k, v in saved(images=tf.constant(image[None])).items()}
+        found = ir(image)
+        assert set(found) == set(OUTPUT_KEYS)
+        count = int(expected["num_detections"][0])
+        assert int(found["num_detections"][0]) == count
+        height, width = image.shape[:2]
+        scale = np.array([height, width, height, width], np.float32)
+        np.testing.assert_allclose(  # boxes within 1e-3 pixels of the image
+            found["detection_boxes"][0, :count] * scale,
+            expected["detection_boxes"][0, :count] * scale,
+            atol=1e-3,
+        )
+        np.testing.assert_allclose(
+            found["detection_scores"][0], expected["detection_scores"][0], atol=1e-5
+        )
+        np.testing.assert_array_equal(
+            found["detection_classes"][0], expected["detection_classes"][0]
+        )
+
+
+def test_ir_metadata_and_bfloat16(exported, test_images):
+    from cornernet_tf.openvino_ir import load_openvino
+
+    metadata = json.loads((exported / "ir/cornernet.json").read_text())
+    assert metadata["class_names"] == ["circle", "square", "triangle", "star"]
+    assert metadata["category_ids"] == [1, 2, 3, 4] and metadata["input_size"] is None
+    image = tf.io.decode_image(test_images[0].read_bytes(), channels=3).numpy()
+    full, half = (
+        load_openvino(exported / "ir")(image),
+        load_openvino(exported / "ir", "bfloat16")(image),
+    )
+    assert abs(full["detection_scores"][0, 0] - half["detection_scores"][0, 0]) < 0.05
