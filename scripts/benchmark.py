@@ -13,7 +13,11 @@
          3x3 convolutions when the compiled ops are built); interleaved rounds;
          random weights with trained-like BatchNorm statistics and biases; then the float32
          ceiling of this CPU (GFLOP/s of a large matmul and of the most common convolution) and
-         what the test path would take at that rate.
+         what the test path would take at that rate. With OpenVINO installed (".[openvino]"), the
+         folded float32 test path converted by OpenVINO and compiled in float32 and bfloat16 (its
+         precision hint) in the same rounds, the CPU's avx512/AMX flags, and a second table: the
+         served procedure (fixed --size input, flip test, decode, soft-NMS) as the SavedModel's
+         graph in TF and as the OpenVINO IR of `cornernet-export --openvino`.
 --squeeze: the CornerNet-Squeeze test path (CornerNet-Lite, configs/squeeze.yaml), batch 1 at
          511 (or --size when it is 128k - 1), with decode at the official Squeeze test arguments
          (K=20, kernel 3, ae_threshold 0.5, num_dets 100), tf.function: as trained (BatchNorm not
@@ -383,12 +387,13 @@ def float32_ceiling(repeats: int) -> dict[str, float]:
     return rates
 
 
-def bench_model(repeats: int, size: int, official_fn=None, decode_s=None) -> None:
+def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, threads: int = 0) -> None:
     """The Hourglass-104 test path, batch 1: the network alone and with decode, as built for
     training and as Detector / export run it (BatchNorm folded; float32, float32 with Winograd
     3x3 convolutions when the compiled ops are built, bfloat16). official_fn, if given, times
     the official code (seconds): once before and once after our rounds, the faster counts."""
     import tensorflow as tf
+    from benchmark_openvino import compiled_variants, cpu_flags, openvino_or_reason
 
     from cornernet_tf import build_model, load_config
     from cornernet_tf.decode import decode
@@ -417,30 +422,42 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None) -> Non
         variants["folded winograd + decode"] = path(inference_model(model, winograd=True))
     else:
         print(f"(no Winograd row: {custom.load_error()})")
-    times = {name: [] for name in variants}
-    for fn in variants.values():
-        list(fn(x).values())[0].numpy()  # warm-up: tracing
+    runs = {name: lambda f=fn: list(f(x).values())[0].numpy() for name, fn in variants.items()}
+    ov, no_openvino = openvino_or_reason()
+    if ov is not None:  # the folded float32 test path, converted by OpenVINO
+        spec = tf.TensorSpec(x.shape, tf.float32)
+        inputs = x.numpy()
+        for name, compiled in compiled_variants(
+            path(folded), spec, threads or os.cpu_count()
+        ).items():
+            runs[name] = lambda c=compiled: c(inputs)
+    times = {name: [] for name in runs}
+    for run in runs.values():
+        run()  # warm-up: tracing, compiling
     official = official_fn() if official_fn else None
     for _ in range(repeats):  # interleaved rounds: this machine's speed wanders
-        for name, fn in variants.items():
+        for name, run in runs.items():
             start = time.perf_counter()
-            list(fn(x).values())[0].numpy()
+            run()
             times[name].append(time.perf_counter() - start)
     if official_fn:
         official = min(official, official_fn())
     print(f"\nHourglass-104 test path (final stack), 1 x {size} x {size}, {gflop:.0f} GFLOP")
+    print(cpu_flags())
+    if no_openvino:
+        print(f"  ({no_openvino})")
     if reason := bfloat16_slowness():
         print(f"  note: {reason}")
-    print(f"{'variant':<25} {'min s':>7} {'median s':>9} {'GFLOP/s':>8} {'/ official':>11}")
+    print(f"{'variant':<27} {'min s':>7} {'median s':>9} {'GFLOP/s':>8} {'/ official':>11}")
     if official is not None:
         print(
-            f"{'official PyTorch':<25} {official:>7.2f} {'':>9} {gflop / official:>8.0f} {1:>11.2f}"
+            f"{'official PyTorch':<27} {official:>7.2f} {'':>9} {gflop / official:>8.0f} {1:>11.2f}"
         )
     for name, values in times.items():
         best = min(values)
         ratio = f"{best / official:>11.2f}" if official is not None else f"{'':>11}"
         median = statistics.median(values)
-        print(f"{name:<25} {best:>7.2f} {median:>9.2f} {gflop / best:>8.0f} {ratio}")
+        print(f"{name:<27} {best:>7.2f} {median:>9.2f} {gflop / best:>8.0f} {ratio}")
     if decode_s is not None:
         network = min(times["network"])
         print(f"decode alone ({decode_s * 1e3:.1f} ms) / network: {decode_s / network:.1%}")
@@ -624,8 +641,11 @@ def main(argv=None) -> int:
     if args.train_step or everything:
         bench_train_step(args.repeats)
     if args.model or everything:
+        from benchmark_openvino import bench_served
+
         official_fn = (lambda: official_times(args)[0]) if args.official_src else None
-        bench_model(args.repeats, args.size, official_fn, timings.get("decode"))
+        bench_model(args.repeats, args.size, official_fn, timings.get("decode"), threads)
+        bench_served(args.repeats, args.size, threads)
     if args.squeeze or everything:
         size = squeeze_size(args.size)
         official_fn = None

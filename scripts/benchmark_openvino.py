@@ -1,0 +1,100 @@
+"""OpenVINO beside TensorFlow in `scripts/benchmark.py`: the CPU's flags, the Hourglass-104 test
+path converted to OpenVINO (float32 and bfloat16 by the precision hint), and the served
+procedure (`cornernet_tf.openvino_ir`) against the SavedModel's graph, in the same rounds."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+CPU_FLAGS = ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
+
+
+def cpu_flags() -> str:
+    """Which of the flags that decide the engines' kernels this CPU has (/proc/cpuinfo)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "CPU flags: unknown (no /proc/cpuinfo)"
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    shown = [f"{flag} {'yes' if flag in flags else 'no'}" for flag in CPU_FLAGS]
+    return "CPU flags: " + ", ".join(shown)
+
+
+def openvino_or_reason():
+    """(the openvino module, None) or (None, why not)."""
+    try:
+        import openvino
+    except ImportError:
+        return None, 'no OpenVINO rows: pip install ".[openvino]"'
+    return openvino, None
+
+
+def compiled_variants(function, spec, threads: int) -> dict:
+    """A tf.function converted by OpenVINO and compiled in float32 and bfloat16:
+    {row name: callable(numpy input)}."""
+    ov, _ = openvino_or_reason()
+    converted = ov.convert_model(function.get_concrete_function(spec))
+    core, result = ov.Core(), {}
+    for name, hint in (("float32", "f32"), ("bfloat16", "bf16")):
+        settings = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads}
+        result[f"OpenVINO {name} + decode"] = core.compile_model(converted, "CPU", settings)
+    return result
+
+
+def bench_served(repeats: int, size: int, threads: int) -> None:
+    """The served procedure on one 511-class image (fixed size input, flip test, decode,
+    soft-NMS): the SavedModel's graph in TF (float32, bfloat16) and the OpenVINO IR of it
+    (float32, bfloat16 hint), interleaved rounds, seconds."""
+    import dataclasses
+
+    import numpy as np
+    import tensorflow as tf
+    from benchmark import trained_like_weights  # scripts/benchmark.py
+
+    from cornernet_tf import build_model, load_config
+    from cornernet_tf.export import serving_functions
+    from cornernet_tf.openvino_ir import export_openvino, load_openvino
+    from cornernet_tf.optimize import inference_model
+
+    ov, reason = openvino_or_reason()
+    if ov is None:
+        print(f"\n({reason})")
+        return
+    config = load_config("hourglass104")
+    model = build_model(config)
+    trained_like_weights(model)
+    image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+    variants = {}
+    for precision in ("float32", "bfloat16"):
+        test = dataclasses.replace(config.test, precision=precision)
+        network = inference_model(model, precision, corner_pool="tf")
+        served = dataclasses.replace(config, test=test)
+        function, _ = serving_functions(network, served, size, browser=True)["serve_image"]
+        traced = tf.function(function)
+        variants[f"TF SavedModel graph, {precision}"] = lambda f=traced: f(tf.constant(image))
+    with tempfile.TemporaryDirectory() as folder:
+        export_openvino(model, config, folder, input_size=size)
+        for precision in ("float32", "bfloat16"):
+            run = load_openvino(folder, precision, threads)
+            variants[f"OpenVINO IR, {precision}"] = lambda r=run: r(image)
+    times = {name: [] for name in variants}
+    for fn in variants.values():
+        fn()  # warm-up
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    print(f"\nHourglass-104 served procedure (fixed {size} input, flip test, decode, soft-NMS)")
+    print(f"{'engine':<32} {'min s':>7} {'median s':>9} {'/ TF float32':>13}")
+    base = statistics.median(times["TF SavedModel graph, float32"])
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"{name:<32} {min(values):>7.2f} {median:>9.2f} {median / base:>13.2f}")
