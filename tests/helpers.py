@@ -1,5 +1,6 @@
 """Shared test helpers: fixture loading and small builders."""
 
+import pickle
 import struct
 from pathlib import Path
 from zlib import crc32
@@ -160,3 +161,13 @@ def bmp_header(width, height) -> bytes:
     """A BMP file and info header (BITMAPINFOHEADER); a negative height: top-down rows."""
     info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 0, 0, 0, 0)
     return b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + info
+
+
+def pickle_value(value: object) -> bytes:
+    """Pickle opcodes that push a plain value (no PROTO / STOP): pieces of crafted checkpoints."""
+    return pickle.dumps(value, protocol=2)[2:-1]
+
+
+def pickle_call(module: str, name: str, *args: bytes) -> bytes:
+    """Pickle opcodes that call module.name(*args) (GLOBAL, MARK, args, TUPLE, REDUCE)."""
+    return f"c{module}\n{name}\n".encode() + b"(" + b"".join(args) + b"tR"

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from cornernet_tf.checkpoint import CheckpointError, read_checkpoint
+from tests.helpers import pickle_call as _call
+from tests.helpers import pickle_value as _ops
 
 DATA = Path(__file__).resolve().parent / "data"
 MARKER = Path("/tmp/pwned_marker")
@@ -138,15 +140,6 @@ def test_not_a_state_dict(tmp_path: Path, obj: object) -> None:
     with pytest.raises(CheckpointError, match="not a") as info:
         read_checkpoint(path)
     assert str(path) in str(info.value)
-
-
-def _ops(value: object) -> bytes:
-    """Pickle opcodes that push a plain value (no PROTO/STOP)."""
-    return pickle.dumps(value, protocol=2)[2:-1]
-
-
-def _call(module: str, name: str, *args: bytes) -> bytes:
-    return f"c{module}\n{name}\n".encode() + b"(" + b"".join(args) + b"tR"
 
 
 def _storage(key: str, numel: int, view: bytes = b"N") -> bytes:

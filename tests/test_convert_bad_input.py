@@ -17,17 +17,10 @@ import pytest
 
 from cornernet_tf.checkpoint import CheckpointError, read_checkpoint
 from tests.helpers import DATA, ROOT, run_script
+from tests.helpers import pickle_call as _call
+from tests.helpers import pickle_value as _ops
 
 LEGACY_HEAD = (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True})
-
-
-def _ops(value: object) -> bytes:
-    """Pickle opcodes that push a plain value (no PROTO / STOP)."""
-    return pickle.dumps(value, protocol=2)[2:-1]
-
-
-def _call(module: str, name: str, *args: bytes) -> bytes:
-    return f"c{module}\n{name}\n".encode() + b"(" + b"".join(args) + b"tR"
 
 
 def _storage(key: str, numel: object, view: bytes = b"N") -> bytes:

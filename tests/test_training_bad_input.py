@@ -236,20 +236,19 @@ def test_disk_full_while_checkpointing_stops_with_one_line(tmp_path, error):
     assert list(folder.iterdir()) == []  # the temporary folder and partial files are removed
 
 
+def shapes_only(shapes) -> list[str]:
+    """Overrides: train one step on the shapes training set, no validation."""
+    train_data = [f"data.train_annotations={shapes / 'train.json'}"]
+    return [*train_data, f"data.train_images={shapes / 'train'}", "data.val_annotations=null",
+            "train.steps=1"]  # fmt: skip
+
+
 def test_disk_full_ends_the_command_with_exit_code_1(shapes, tmp_path, capsys, monkeypatch):
     def full(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(tf.train.CheckpointManager, "save", full)
-    code, out, err = train(
-        tmp_path,
-        capsys,
-        f"data.train_annotations={shapes / 'train.json'}",
-        f"data.train_images={shapes / 'train'}",
-        "data.val_annotations=null",
-        "train.steps=1",
-        "train.checkpoint_every=1",
-    )
+    code, out, err = train(tmp_path, capsys, *shapes_only(shapes), "train.checkpoint_every=1")
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert "disk full" in err and "at step 1" in err and "no checkpoint was written yet" in err
 
@@ -261,14 +260,7 @@ def test_ctrl_c_says_where_training_stopped_and_how_to_resume(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(keras.Model, "fit", interrupted)
-    code, out, err = train(
-        tmp_path,
-        capsys,
-        f"data.train_annotations={shapes / 'train.json'}",
-        f"data.train_images={shapes / 'train'}",
-        "data.val_annotations=null",
-        "train.steps=1",
-    )
+    code, out, err = train(tmp_path, capsys, *shapes_only(shapes))
     assert code == 1
     assert err.strip() == (
         "error: interrupted (Ctrl-C) at step 0; no checkpoint was written yet (training would "
