@@ -277,4 +277,4 @@ def test_out_that_is_a_file_is_a_clear_error(tmp_path, capsys):
 def test_min_usable_must_be_a_fraction(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
         train(tmp_path, capsys, "--min-usable", "2")
-    assert exit.value.code == 2 and "expected a number from 0 to 1" in capsys.readouterr().err
+    assert exit.value.code == 2 and "2 is not a number between 0 and 1" in capsys.readouterr().err

@@ -31,7 +31,6 @@ or a failing input stops training with one line naming the step and the last com
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -52,7 +51,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/train", help="output folder")
     parser.add_argument(
         "--min-usable",
-        type=share,
+        type=cli.finite_fraction,
         default=0.5,
         metavar="FRACTION",
         help="the least share of the data that must be usable (default 0.5)",
@@ -73,17 +72,6 @@ def main(argv=None) -> int:
         min_usable=args.min_usable,
     )
     return 0
-
-
-def share(text: str) -> float:
-    """--min-usable: a number from 0 to 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return value
 
 
 if __name__ == "__main__":
