@@ -382,6 +382,7 @@ def test_serving_classes_are_category_ids():
 
 
 @pytest.mark.e2e
+@pytest.mark.heavy
 def test_a_run_keeps_its_map_best_model_and_score_across_resume(shapes, tmp_path, capsys):
     import yaml
 

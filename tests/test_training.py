@@ -125,6 +125,7 @@ def free_port():
 
 
 @pytest.mark.e2e
+@pytest.mark.heavy
 def test_multiworker_two_processes_agree(shapes, tmp_path):
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
