@@ -9,10 +9,9 @@ import re
 
 import tensorflow as tf
 
-from cornernet_tf.images import MAX_PIXELS, encoded_size
+from cornernet_tf.images import MAX_PIXELS, encoded_size, image_format
 
 # the first bytes of the formats tf.io.decode_image reads
-IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")
 EXIF_ORIENTATION = 0x0112  # the TIFF tag of the orientation, values 1 (upright) to 8
 # the least share of a source's images (TFRecords: of its bytes) that must be usable to train
 MIN_USABLE = 0.5
@@ -151,7 +150,7 @@ def _item_names(items) -> list[str]:
 
 def is_image(head: bytes) -> bool:
     """Do these first bytes of a file start a JPEG, PNG, GIF or BMP image?"""
-    return head.startswith(IMAGE_MAGIC)
+    return image_format(head) is not None
 
 
 def decode_image(encoded, max_pixels: int = MAX_PIXELS) -> tf.Tensor:

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf.data.source import DataError, Source, decode_image, is_image, undecodable
+from cornernet_tf.files import reason
 
 TFRECORD_FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),
@@ -167,10 +168,10 @@ def check_tfrecords(files, category_ids) -> TfrecordCheck:
         check.readable.append(reader.count)
         if reader.end < size:
             check.broken += 1
-            reason = f" ({reader.error})" if "corrupt" in reader.error else ""
+            why = f" ({reader.error})" if "corrupt" in reader.error else ""
             check.warnings.append(
                 f"{file}: truncated or corrupt after {reader.count} records (at byte "
-                f"{reader.end} of {size}){reason}: the rest, {size - reader.end} bytes, left out"
+                f"{reader.end} of {size}){why}: the rest, {size - reader.end} bytes, left out"
             )
         for k in _undecodable(file, reader.count, sorted(usable)):
             check.skipped.add((f, k))
@@ -234,7 +235,7 @@ class _Records:
                     for record in dataset.skip(self.count).take(256):
                         batch.append(record)
                 except tf.errors.OpError as error:
-                    self.error = _first_line(error)
+                    self.error = reason(error)
                 batch = tf.stack(batch) if batch else None
                 if batch is not None:
                     yield from self._parsed(batch)
@@ -247,7 +248,7 @@ class _Records:
         except tf.errors.OpError as error:
             raise DataError(
                 f"{self.file}: records {self.count} to {self.count + len(batch) - 1}: not "
-                f"tf.train.Example records with the detection keys ({_first_line(error)})"
+                f"tf.train.Example records with the detection keys ({reason(error)})"
             ) from None
         heads = tf.strings.substr(parsed["image/encoded"], 0, 16).numpy()
         lengths = tf.strings.length(batch).numpy()
@@ -266,10 +267,3 @@ class _Records:
                 "head": heads[j],
                 "bytes": int(lengths[j]) + 16,
             }
-
-
-def _first_line(error) -> str:
-    """The message of a TensorFlow error without its function-node prefix and op suffix."""
-    text = str(getattr(error, "message", error)).strip().splitlines()[0]
-    text = text.split("}} ", 1)[-1]
-    return text.split(" [Op:", 1)[0]
