@@ -79,10 +79,7 @@ def export_openvino(
         spec = tf.TensorSpec([1, None, None, 3], tf.uint8, name="images")
         archive.add_endpoint("serve_image", function, [spec])
         archive.write_out(scratch, verbose=False)
-        try:
-            converted = ov.convert_model(scratch)
-        except Exception as error:  # noqa: BLE001  (the frontend's own error types)
-            raise OpenvinoError(f"OpenVINO could not convert the model: {error}") from None
+        converted = convert(scratch)
     ov.save_model(converted, str(path / MODEL_FILE), compress_to_fp16=False)
     metadata = {
         "class_names": list(config.data.class_names),
@@ -92,6 +89,72 @@ def export_openvino(
     }
     (path / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
     return path / MODEL_FILE
+
+
+def convert(source):
+    """`openvino.convert_model(source)` (a SavedModel folder or a concrete tf.function) with
+    every stable TopK made fast by `exact_top_k`."""
+    ov = _openvino()
+    try:
+        converted = ov.convert_model(source)
+    except Exception as error:  # noqa: BLE001  (the frontend's own error types)
+        raise OpenvinoError(f"OpenVINO could not convert the model: {error}") from None
+    return exact_top_k(converted)
+
+
+def exact_top_k(model):
+    """Replaces each stable TopK of `model` (an openvino.Model; TensorFlow's top_k converts to
+    one: equal values in index order) by the same result built on the unstable TopK.
+
+    OpenVINO's CPU plugin sorts a stable TopK in O(n k): 670 ms for the 100 best of a
+    Hourglass-104 heatmap (80 x 128 x 128), where the unstable one takes 2.4 ms. Rewritten, the
+    k-th largest value comes from the unstable TopK; the selected elements are those above it
+    and, of those equal to it, the first by index; they are ordered by (value descending, index
+    ascending) with a k x k comparison, so values and indices equal TensorFlow's exactly.
+    TopKs along another axis than the last, or of mode min, are left as they are."""
+    from openvino import opset13 as ops
+
+    for node in model.get_ordered_ops():
+        attributes = node.get_attributes()
+        if node.get_type_name() != "TopK" or not attributes.get("stable"):
+            continue
+        rank = node.input(0).get_partial_shape().rank
+        last = (-1, rank.get_length() - 1) if rank.is_static else (-1,)
+        if attributes["mode"] != "max" or not rank.is_static or attributes["axis"] not in last:
+            continue
+        values, indices = _top_k_from_unstable(ops, node, attributes["index_element_type"])
+        node.output(0).replace(values)
+        node.output(1).replace(indices)
+    model.validate_nodes_and_infer_types()
+    return model
+
+
+def _top_k_from_unstable(ops, node, index_type: str):
+    """(values, indices) of the stable TopK `node` along its last axis, from unstable ops."""
+    data = node.input_value(0)
+    k = ops.convert(node.input_value(1), index_type)
+    fast = ops.topk(data, k, -1, "max", "none", index_type, stable=False)
+    kth = ops.reduce_min(fast.output(0), np.int64(-1), keep_dims=True)  # the k-th largest
+    above = ops.greater(data, kth)
+    tied = ops.equal(data, kth)
+    room = ops.subtract(k, ops.reduce_sum(ops.convert(above, index_type), np.int64(-1), True))
+    tie_rank = ops.cumsum(ops.convert(tied, index_type), np.int64(-1), exclusive=True)
+    chosen = ops.logical_or(above, ops.logical_and(tied, ops.less(tie_rank, room)))
+    # exactly k chosen per row; NonZero lists them row by row, by index within a row
+    where = ops.non_zero(chosen, index_type)
+    positions = ops.gather(where, np.int64(-1), 0)  # the coordinates along the last axis
+    chosen_index = ops.reshape(positions, ops.shape_of(fast.output(1), "i64"), False)
+    chosen_value = ops.gather_elements(data, chosen_index, -1)
+    # the rank of each chosen element: greater values, then equal values at lower indices
+    v_i = ops.unsqueeze(chosen_value, np.int64(-1))
+    v_j = ops.unsqueeze(chosen_value, np.int64(-2))
+    order = ops.range(np.int32(0), ops.convert(k, "i32"), np.int32(1), "i32")
+    before = ops.less(ops.unsqueeze(order, np.int64(0)), ops.unsqueeze(order, np.int64(1)))
+    ahead = ops.logical_or(ops.greater(v_j, v_i), ops.logical_and(ops.equal(v_j, v_i), before))
+    rank = ops.reduce_sum(ops.convert(ahead, index_type), np.int64(-1), False)
+    indices = ops.scatter_elements_update(chosen_index, rank, chosen_index, np.int64(-1))
+    values = ops.gather_elements(data, indices, -1)
+    return values.output(0), indices.output(0)
 
 
 def load_openvino(path, precision: str = "float32", threads: int | None = None):

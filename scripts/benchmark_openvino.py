@@ -37,10 +37,12 @@ def openvino_or_reason():
 
 
 def compiled_variants(function, spec, threads: int) -> dict:
-    """A tf.function converted by OpenVINO and compiled in float32 and bfloat16:
-    {row name: callable(numpy input)}."""
+    """A tf.function converted by OpenVINO (as `cornernet-export --openvino` converts) and
+    compiled in float32 and bfloat16: {row name: callable(numpy input)}."""
+    from cornernet_tf.openvino_ir import convert
+
     ov, _ = openvino_or_reason()
-    converted = ov.convert_model(function.get_concrete_function(spec))
+    converted = convert(function.get_concrete_function(spec))
     core, result = ov.Core(), {}
     for name, hint in (("float32", "f32"), ("bfloat16", "bf16")):
         settings = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads}

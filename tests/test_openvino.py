@@ -58,6 +58,9 @@ def test_ir_metadata_and_bfloat16(exported, test_images):
     from cornernet_tf.openvino_ir import load_openvino
 
     metadata = json.loads((exported / "ir/cornernet.json").read_text())
+    model = openvino.Core().read_model(str(exported / "ir/model.xml"))
+    top_ks = [op.get_attributes() for op in model.get_ops() if op.get_type_name() == "TopK"]
+    assert len(top_ks) >= 4 and not [t for t in top_ks if t["stable"]]  # exact_top_k ran
     assert metadata["class_names"] == ["circle", "square", "triangle", "star"]
     assert metadata["category_ids"] == [1, 2, 3, 4] and metadata["input_size"] is None
     image = tf.io.decode_image(test_images[0].read_bytes(), channels=3).numpy()
@@ -66,3 +69,42 @@ def test_ir_metadata_and_bfloat16(exported, test_images):
         load_openvino(exported / "ir", "bfloat16")(image),
     )
     assert abs(full["detection_scores"][0, 0] - half["detection_scores"][0, 0]) < 0.05
+
+
+def _stable_top_k_model(shape, k):
+    from openvino import Model, opset13
+
+    data = opset13.parameter(shape, np.float32, name="x")
+    if k is None:  # k as an input, as the final top-k of the served graph has it
+        count = opset13.parameter([], np.int32, name="k")
+        top = opset13.topk(data, count, -1, "max", "value", "i32", stable=True)
+        return Model([top.output(0), top.output(1)], [data, count])
+    top = opset13.topk(data, np.int32(k), -1, "max", "value", "i32", stable=True)
+    return Model([top.output(0), top.output(1)], [data])
+
+
+@pytest.mark.parametrize(
+    "shape, k",
+    [((2, 5000), 300), ((3, 64), 64), ((1, 10), 1), ((40,), None), ((0,), None)],
+    ids=["rows", "whole", "one", "dynamic-k", "empty"],
+)
+def test_exact_top_k_keeps_tensorflows_order_of_ties(shape, k):
+    """OpenVINO's stable TopK (TensorFlow's top_k) sorts in O(n k) on the CPU; the rewrite uses
+    the fast unstable one and restores the order exactly: greater values first, equal values
+    by lower index, as tf.math.top_k."""
+    import openvino
+
+    from cornernet_tf.openvino_ir import exact_top_k
+
+    model = exact_top_k(_stable_top_k_model([-1] * len(shape) if k is None else shape, k))
+    top_ks = [op for op in model.get_ops() if op.get_type_name() == "TopK"]
+    assert top_ks and not [op for op in top_ks if op.get_attributes()["stable"]]
+    compiled = openvino.Core().compile_model(model, "CPU")
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 7, shape).astype(np.float32) / 7  # few values: ties everywhere
+    count = shape[-1] // 2 if k is None else k
+    inputs = [data, np.int32(count)] if k is None else [data]
+    values, indices = compiled(inputs).values()
+    expected = tf.math.top_k(data, k=count)
+    np.testing.assert_array_equal(indices, expected.indices.numpy())
+    np.testing.assert_array_equal(values, expected.values.numpy())
