@@ -11,9 +11,10 @@
          511x511, scaled by area), tf.function: the network as trained, with decode, and as
          Detector / export run it (BatchNorm folded, float32, bfloat16, and float32 with Winograd
          3x3 convolutions when the compiled ops are built); interleaved rounds;
-         random weights with trained-like BatchNorm statistics and biases; then the float32
-         ceiling of this CPU (GFLOP/s of a large matmul and of the most common convolution) and
-         what the test path would take at that rate. With OpenVINO installed (".[openvino]"), the
+         random weights with trained-like BatchNorm statistics and biases; then the ceiling of
+         this CPU in float32 and bfloat16 (GFLOP/s of a large matmul and of the most common
+         convolution in TF, and of that convolution in OpenVINO) and what the test path would
+         take at TF's rates. With OpenVINO installed (".[openvino]"), the
          folded float32 test path converted by OpenVINO and compiled in float32 and bfloat16 (its
          precision hint) in the same rounds, the CPU's avx512/AMX flags, and a second table: the
          served procedure (fixed --size input, flip test, decode, soft-NMS) as the SavedModel's
@@ -365,26 +366,52 @@ def trained_like_weights(model, seed: int = 0) -> None:
 
 
 @functools.cache
-def float32_ceiling(repeats: int) -> dict[str, float]:
-    """GFLOP/s of the fastest float32 work TF does on this CPU: a large matrix product and the
-    network's most common convolution (3x3, 256 -> 256 channels at 128 x 128, bias, ReLU), each
-    the best of `repeats` runs. The test path cannot run faster than its FLOPs at these rates."""
+def compute_ceiling(
+    repeats: int, precisions=("float32", "bfloat16")
+) -> dict[str, dict[str, float]]:
+    """GFLOP/s of the fastest work each engine does on this CPU, per precision: a large matrix
+    product and the network's most common convolution (3x3, 256 -> 256 channels at 128 x 128,
+    bias, ReLU) in TF (oneDNN), and that convolution in OpenVINO when it is installed; each the
+    best of `repeats` runs. {row: {precision: rate}}. The test path cannot run faster than its
+    FLOPs at an engine's rates."""
+    import numpy as np
     import tensorflow as tf
+    from benchmark_openvino import conv_rates
 
-    a, b = tf.random.normal([4096, 4096]), tf.random.normal([4096, 4096])
+    conv_flop = 2 * 128 * 128 * 256 * 256 * 9
+    rows = {"TF matmul 4096 x 4096 x 4096": {}, "TF conv 3x3 256->256 at 128 x 128": {}}
     x, w = tf.random.normal([1, 128, 128, 256]), tf.random.normal([3, 3, 256, 256]) * 0.02
     bias = tf.random.normal([256])
-    work = {
-        "matmul 4096 x 4096 x 4096": (tf.function(lambda: tf.matmul(a, b)), 2 * 4096**3),
-        "conv 3x3 256->256 at 128 x 128": (
-            tf.function(lambda: tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, w, 1, "SAME"), bias))),
-            2 * 128 * 128 * 256 * 256 * 9,
-        ),
-    }
-    rates = {}
-    for name, (fn, flop) in work.items():
-        rates[name] = flop / min(timed(lambda fn=fn: fn().numpy(), repeats)) / 1e9
-    return rates
+    a, b = tf.random.normal([4096, 4096]), tf.random.normal([4096, 4096])
+    for dtype in (tf.as_dtype(name) for name in precisions):
+        ta, tb, tx, tw, tbias = (tf.cast(t, dtype) for t in (a, b, x, w, bias))
+
+        def matmul(ta=ta, tb=tb):
+            return tf.matmul(ta, tb)
+
+        def conv(tx=tx, tw=tw, tbias=tbias):
+            return tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(tx, tw, 1, "SAME"), tbias))
+
+        work = {
+            "TF matmul 4096 x 4096 x 4096": (tf.function(matmul), 2 * 4096**3),
+            "TF conv 3x3 256->256 at 128 x 128": (tf.function(conv), conv_flop),
+        }
+        for name, (fn, flop) in work.items():
+            best = min(timed(lambda fn=fn: fn().numpy(), repeats))
+            rows[name][dtype.name] = flop / best / 1e9
+    kernel = np.transpose(w.numpy(), (3, 2, 0, 1))  # OIHW
+    openvino = conv_rates(x.numpy(), kernel, bias.numpy(), repeats, precisions)
+    if openvino:
+        rows["OpenVINO conv 3x3 256->256 at 128 x 128"] = {
+            name: conv_flop / seconds / 1e9 for name, seconds in openvino.items()
+        }
+    return rows
+
+
+def float32_ceiling(repeats: int) -> dict[str, float]:
+    """TF's float32 rows of `compute_ceiling`: {row: GFLOP/s}."""
+    rows = compute_ceiling(repeats, ("float32",))
+    return {name: r["float32"] for name, r in rows.items() if name.startswith("TF")}
 
 
 def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, threads: int = 0) -> None:
@@ -464,15 +491,17 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, thread
     if official is not None:
         print("(the official time includes its _decode: compare it with the + decode rows)")
     print(f"(GFLOP/s: the direct convolutions' {gflop:.0f} GFLOP per second; Winograd does less)")
-    print("\nfloat32 ceiling of this CPU under TF (oneDNN), GFLOP/s, best of runs")
-    rates = float32_ceiling(repeats)
-    for name, rate in rates.items():
-        print(f"  {name:<34} {rate:>6.0f}")
-    best = max(rates.values())
-    floor = f"  direct convolutions at {best:.0f} GFLOP/s: at least {gflop / best:.2f} s"
-    if official is not None:
-        floor += f", {gflop / best / official:.2f} x official"
-    print(floor)
+    print("\nceiling of this CPU, GFLOP/s, best of runs")
+    print(f"  {'':<40} {'float32':>8} {'bfloat16':>9}")
+    rows = compute_ceiling(repeats)
+    for name, rates in rows.items():
+        print(f"  {name:<40} {rates['float32']:>8.0f} {rates['bfloat16']:>9.0f}")
+    for precision in ("float32", "bfloat16"):
+        best = max(r[precision] for name, r in rows.items() if name.startswith("TF"))
+        floor = f"  TF {precision} at {best:.0f} GFLOP/s: at least {gflop / best:.2f} s"
+        if official is not None:
+            floor += f", {gflop / best / official:.2f} x official"
+        print(floor)
 
 
 def squeeze_size(size: int) -> int:

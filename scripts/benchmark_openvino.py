@@ -50,6 +50,35 @@ def compiled_variants(function, spec, threads: int) -> dict:
     return result
 
 
+def conv_rates(x, kernel, bias, repeats: int, precisions) -> dict[str, float] | None:
+    """Seconds (best of `repeats`) of relu(conv3x3(x, kernel) + bias) in OpenVINO, per precision
+    hint (float32, bfloat16); x NHWC, kernel OIHW. None without OpenVINO."""
+    import numpy as np
+
+    ov, _ = openvino_or_reason()
+    if ov is None:
+        return None
+    from openvino import opset13 as ops
+
+    data = ops.parameter(x.shape, np.float32)
+    nchw = ops.transpose(data, np.int64([0, 3, 1, 2]))
+    conv = ops.convolution(nchw, ops.constant(kernel), [1, 1], [1, 1], [1, 1], [1, 1])
+    out = ops.relu(ops.add(conv, ops.constant(bias.reshape(1, -1, 1, 1))))
+    model = ov.Model([out], [data])
+    seconds = {}
+    for name in precisions:
+        hint = {"float32": "f32", "bfloat16": "bf16"}[name]
+        compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        compiled(x)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            compiled(x)
+            times.append(time.perf_counter() - start)
+        seconds[name] = min(times)
+    return seconds
+
+
 def bench_served(repeats: int, size: int, threads: int) -> None:
     """The served procedure on one 511-class image (fixed size input, flip test, decode,
     soft-NMS): the SavedModel's graph in TF (float32, bfloat16) and the OpenVINO IR of it
