@@ -11,13 +11,17 @@ OpenVINO has no conversion for TensorFlow's DecodeImage, so the client decodes t
 the input has rank 4 because the frontend cannot convert ReverseV2 (the flip test) on a tensor
 of unknown rank. Outputs as the SavedModel's (`cornernet_tf.serving.OUTPUT_KEYS`). The weights
 are float32; bfloat16 or float16 is chosen when the model is compiled, by OpenVINO's
-INFERENCE_PRECISION_HINT (`load_openvino(..., precision=)`).
+INFERENCE_PRECISION_HINT (`load_openvino(..., precision=)`). With calibration images the
+convolutions are quantised to int8 by NNCF (`export_openvino(..., int8_images=)`, the `int8`
+extra), on CPUs where int8 is faster (VNNI or AMX, `int8_unhelpful`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import re
 import tempfile
 from pathlib import Path
 
@@ -31,6 +35,11 @@ from cornernet_tf.optimize import inference_model
 
 # precision name -> OpenVINO's INFERENCE_PRECISION_HINT on the CPU
 PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+# /proc/cpuinfo flags of the int8 dot-product instructions that make int8 faster than float32
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+# the operations int8 applies to; the rest of the graph (corner pools, decoding, soft-NMS) stays
+# in the compute precision: scores and boxes are never quantised
+INT8_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData")
 MODEL_FILE = "model.xml"  # and model.bin beside it
 METADATA_FILE = "cornernet.json"
 
@@ -57,12 +66,17 @@ def export_openvino(
     input_size: int | None = None,
     flip: bool | None = None,
     fold_batchnorm: bool = True,
+    int8_images=None,
 ) -> Path:
     """Writes the OpenVINO IR of `model` to the folder `path` (model.xml, model.bin and
-    cornernet.json: class_names, category_ids, input_size, flip). input_size: None for the
+    cornernet.json: class_names, category_ids, input_size, flip, int8). input_size: None for the
     official any-size procedure, N for a fixed N x N input; flip: the flip test (None: the
-    config's). Returns the path of model.xml."""
+    config's). int8_images: calibration images (uint8 RGB arrays, H x W x 3, as the model will
+    see them) to quantise the convolutions to int8 (`quantize_int8`); None keeps float32.
+    Returns the path of model.xml."""
     ov = _openvino()
+    if int8_images is not None and (reason := int8_unhelpful()):
+        raise OpenvinoError(reason)
     if config.test.procedure == "saccade":
         raise OpenvinoError(
             f"{config.source}: the OpenVINO export does not cover CornerNet-Saccade's test "
@@ -80,12 +94,16 @@ def export_openvino(
         archive.add_endpoint("serve_image", function, [spec])
         archive.write_out(scratch, verbose=False)
         converted = convert(scratch)
+    int8 = None
+    if int8_images is not None:
+        converted, int8 = quantize_int8(converted, int8_images)
     ov.save_model(converted, str(path / MODEL_FILE), compress_to_fp16=False)
     metadata = {
         "class_names": list(config.data.class_names),
         "category_ids": list(category_ids(config)),
         "input_size": input_size,
         "flip": config.test.flip,
+        "int8": int8,
     }
     (path / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
     return path / MODEL_FILE
@@ -157,6 +175,100 @@ def _top_k_from_unstable(ops, node, index_type: str):
     return values.output(0), indices.output(0)
 
 
+def cpu_flags() -> set[str]:
+    """The flags of this CPU in /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def int8_unhelpful(flags: set[str] | None = None) -> str | None:
+    """Why int8 would not be faster than float32 on a CPU with these /proc/cpuinfo flags (None:
+    this CPU's), or None when it has an int8 dot-product instruction (VNNI or AMX)."""
+    flags = cpu_flags() if flags is None else flags
+    if flags & set(INT8_FLAGS):
+        return None
+    return (
+        f"int8 is not faster than float32 on this CPU: it has none of {', '.join(INT8_FLAGS)} "
+        "(the int8 dot products of Intel VNNI / AMX and AMD Zen 4 and later); use the float32 IR "
+        "with the bfloat16 or float32 precision"
+    )
+
+
+def quantize_int8(model, images, *, limit: int = 300):
+    """Post-training int8 quantisation (NNCF, its mixed preset) of an openvino.Model's
+    convolutions (INT8_OPS), calibrated on up to `limit` of `images`: uint8 RGB arrays
+    (H x W x 3) or image files (read by `cornernet_tf.images.read_image` when NNCF needs them,
+    so that hundreds of photos are never all in memory). Returns (quantised model,
+    {"calibration_images": n}). Only the convolutions' inputs and weights become int8: the
+    corner pools, decoding and soft-NMS keep their float values, and so do the convolutions
+    that feed the corner pools (`_pool_inputs`)."""
+    try:
+        import nncf
+    except ImportError:
+        raise OpenvinoError('int8 needs NNCF: pip install ".[int8]"') from None
+    samples = list(images)[:limit]
+    if not samples:
+        raise OpenvinoError("int8 needs at least one calibration image, got none")
+    others = sorted({op.get_type_name() for op in model.get_ops()} - set(INT8_OPS))
+    nncf.set_log_level(logging.WARNING)  # its progress bars stay; not a line per ignored op
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(samples, _model_input),
+        subset_size=len(samples),
+        preset=nncf.QuantizationPreset.MIXED,
+        ignored_scope=nncf.IgnoredScope(names=_pool_inputs(model), types=others, validate=False),
+    )
+    try:  # never write an IR the CPU plugin cannot compile
+        _openvino().Core().compile_model(quantized, "CPU")
+    except RuntimeError as error:
+        reason = " ".join(str(error).split())[-300:]
+        raise OpenvinoError(
+            f"the int8 IR does not compile on the CPU ({reason}); export float32"
+        ) from None
+    return quantized, {"calibration_images": len(samples)}
+
+
+POOL_NAME = re.compile(r"(top|bottom|left|right)_pool")
+
+
+def _pool_inputs(model) -> list[str]:
+    """Names of the convolutions whose output goes (through its bias and ReLU) into a corner
+    pool. They stay float: OpenVINO's low-precision passes would move their int8 scales into the
+    pool, and with a dynamic image size, where the pool is a loop, they fail to compile it."""
+    names = []
+    for op in model.get_ops():
+        if op.get_type_name() not in INT8_OPS:
+            continue
+        nodes = [op]
+        for _ in range(3):  # the convolution, its bias, its ReLU
+            nodes = [t.get_node() for n in nodes for t in n.output(0).get_target_inputs()]
+            if any(POOL_NAME.search(n.get_friendly_name()) for n in nodes):
+                names.append(op.get_friendly_name())
+                break
+            nodes = [n for n in nodes if n.get_type_name() in ("Add", "Relu")]
+    return names
+
+
+def _model_input(image) -> np.ndarray:
+    """A calibration image (array or file) as the IR's input, uint8 [1, H, W, 3]."""
+    if isinstance(image, (str, Path)):
+        from cornernet_tf.images import read_image
+
+        image = read_image(image)
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+        raise OpenvinoError(
+            f"a calibration image must be uint8 RGB (H, W, 3), got {image.dtype} {image.shape}"
+        )
+    return image[None]
+
+
 def load_openvino(path, precision: str = "float32", threads: int | None = None):
     """The IR in the folder `path` compiled for the CPU, computing in `precision` (float32,
     bfloat16, float16: OpenVINO's precision hint; the weights stay float32). Returns a function
@@ -166,6 +278,10 @@ def load_openvino(path, precision: str = "float32", threads: int | None = None):
         raise ValueError(f"precision must be one of {list(PRECISION_HINTS)}, got {precision!r}")
     folder = Path(path)
     xml = folder / MODEL_FILE if folder.is_dir() else folder
+    metadata = folder / METADATA_FILE if folder.is_dir() else folder.with_name(METADATA_FILE)
+    if metadata.is_file() and json.loads(metadata.read_text()).get("int8"):
+        if reason := int8_unhelpful():
+            raise OpenvinoError(f"{xml} is an int8 IR: {reason}")
     settings = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision]}
     if threads:
         settings["INFERENCE_NUM_THREADS"] = threads

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Deployment benchmark: export sizes, latency of the Keras model, the SavedModel and the TF.js
-model (Node and headless Chromium), and the COCO AP of the TF.js model with quantised weights.
+"""Deployment benchmark: export sizes, latency of the Keras model, the SavedModel, the OpenVINO IR
+(float32, bfloat16, int8) and the TF.js model (Node and headless Chromium), and the COCO AP of
+the OpenVINO IRs and of the TF.js model with quantised weights.
 
     python scripts/benchmark_deploy.py [--config runs/demo/train/config.yaml]
         [--weights runs/demo/train/final.weights.h5] [--annotations runs/shapes/val.json]
-        [--images runs/shapes/val] [--repeats 10] [--limit 100]
+        [--images runs/shapes/val] [--calibration runs/shapes/train] [--repeats 10]
+        [--limit 100] [--no-tfjs]
 
 Defaults are what `make demo` leaves behind. Needs Node.js with web/node_modules (make web) and,
-for the Chromium rows, /usr/bin/chromium. One image, batch 1, median of --repeats runs after a
+for the Chromium rows, /usr/bin/chromium (--no-tfjs leaves the TF.js rows out); the OpenVINO rows
+need ".[openvino]", the int8 ones ".[int8]" and a CPU with VNNI or AMX; int8 is calibrated on
+--calibration (the training images). One image, batch 1, median of --repeats runs after a
 warm-up run; all rows in one run on one machine.
 """
 
@@ -95,6 +99,8 @@ def main(argv=None) -> int:
     parser.add_argument("--images", default="runs/shapes/val")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--limit", type=int, default=100, help="images for the AP table")
+    parser.add_argument("--calibration", default="runs/shapes/train", help="int8 calibration")
+    parser.add_argument("--no-tfjs", action="store_true", help="leave the TF.js rows out")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -127,13 +133,16 @@ def main(argv=None) -> int:
             detector.model, config, scratch / "browser", input_size=size, browser=True
         )
         tfjs = {}
-        for quantize in ("none", "float16", "uint8"):
+        for quantize in () if args.no_tfjs else ("none", "float16", "uint8"):
             tfjs[quantize] = scratch / f"tfjs_{quantize}"
             convert_to_tfjs(browser, tfjs[quantize], quantize=quantize, metadata={
                 "class_names": list(config.data.class_names), "input_size": size, "flip": True,
                 "quantize": quantize, "weights": args.weights})  # fmt: skip
 
+        irs = openvino_irs(detector.model, config, scratch, args.calibration)
         print(f"\nExport sizes (MB)\n  SavedModel               {folder_mb(saved):7.1f}")
+        for name, (path, _) in irs.items():
+            print(f"  {name + ' IR':<24} {folder_mb(path):7.1f}")
         for quantize, path in tfjs.items():
             print(f"  TF.js, weights {quantize:<8}  {folder_mb(path):7.1f}")
 
@@ -148,14 +157,18 @@ def main(argv=None) -> int:
                 lambda: loaded.signatures["serve_image"](images=tf.constant(first[None])),
                 args.repeats)),
         ]  # fmt: skip
-        for backend in ("cpu", "wasm"):
+        for name, (_, run) in irs.items():
+            rows.append((f"{name} IR (uint8 image)", median_ms(lambda run=run: run(first),
+                                                                args.repeats)))  # fmt: skip
+        for backend in () if args.no_tfjs else ("cpu", "wasm"):
             result = run_node(tfjs["none"], [first], args.repeats + 1, backend, scratch)
             rows.append((f"TF.js in Node, {backend} backend", statistics.median(
                 result["images"][0]["times_ms"][1:])))  # fmt: skip
         dist = scratch / "dist"
-        subprocess.run(["node", str(WEB / "build.mjs"), "--model", str(tfjs["none"]), "--out",
-                        str(dist)], check=True, capture_output=True)  # fmt: skip
-        for backend in ("wasm", "cpu", None):
+        if tfjs:
+            subprocess.run(["node", str(WEB / "build.mjs"), "--model", str(tfjs["none"]), "--out",
+                            str(dist)], check=True, capture_output=True)  # fmt: skip
+        for backend in () if args.no_tfjs else ("wasm", "cpu", None):
             timing = chromium_ms(dist, paths[0], backend, args.repeats, scratch)
             if timing:
                 label = backend or f"page default: {timing[0]}"
@@ -168,6 +181,7 @@ def main(argv=None) -> int:
             print(f"  {name:<48} {ms:8.1f} {ms / keras_ms:8.2f}")
 
         print(f"\nCOCO AP on {len(images)} images of {args.annotations} (TF.js: Node, wasm)")
+        print("(the Python pipeline at the fixed TF.js input; the OpenVINO IRs run any size)")
         fixed = Detector(detector.model, config, input_size=size)
         reference = []
         for im in images:
@@ -181,19 +195,76 @@ def main(argv=None) -> int:
         base = coco_ap(reference, infos, args.annotations)
         print(f"  {'':<34} {'AP':>6} {'AP50':>6} {'max |score diff|':>17}")
         print(f"  {'Python, float32':<34} {base['AP']:6.3f} {base['AP50']:6.3f} {'':>17}")
+        ir_outputs = {}
+        for name, (_, run) in irs.items():
+            ir_outputs[name] = [run(im) for im in images]
+            ap = coco_ap(ir_outputs[name], infos, args.annotations)
+            diff = ""
+            if name != "OpenVINO float32":
+                diff = f"{top_score_diff(ir_outputs[name], ir_outputs['OpenVINO float32']):17.4f}"
+            print(f"  {name + ' IR':<34} {ap['AP']:6.3f} {ap['AP50']:6.3f} {diff:>17}")
         for quantize, path in tfjs.items():
             result = run_node(path, images, 1, "wasm", scratch)
             outputs = [{k: v["data"] for k, v in r["outputs"].items()} for r in result["images"]]
             ap = coco_ap(outputs, infos, args.annotations)
-            diff = max(
-                float(np.max(np.abs(np.sort(o["detection_scores"])[::-1][:10]
-                                    - np.sort(r["detection_scores"])[::-1][:10])))
-                for o, r in zip(outputs, reference, strict=True)
-            )  # fmt: skip
+            diff = top_score_diff(outputs, reference)
             print(f"  {'TF.js, weights ' + quantize:<34} {ap['AP']:6.3f} {ap['AP50']:6.3f} "
                   f"{diff:17.4f}")  # fmt: skip
-    print("\n(max |score diff|: over the 10 best scores of each image, vs Python float32)")
+    print(
+        "\n(max |score diff|: over the 10 best scores of each image, vs Python float32; for the "
+        "OpenVINO IRs vs the float32 IR)"
+    )
     return 0
+
+
+def top_score_diff(outputs: list[dict], reference: list[dict]) -> float:
+    """The largest difference between the 10 best scores of the same image, over all images."""
+    import numpy as np
+
+    def best(scores):
+        return np.sort(np.ravel(scores))[::-1][:10]
+
+    return max(
+        float(np.max(np.abs(best(o["detection_scores"]) - best(r["detection_scores"]))))
+        for o, r in zip(outputs, reference, strict=True)
+    )
+
+
+def openvino_irs(model, config, scratch: Path, calibration: str) -> dict:
+    """{row name: (IR folder, run)} of the any-size OpenVINO IR in float32 and bfloat16 and of
+    its int8 version calibrated on up to 300 images of `calibration`; each row left out, with a
+    line saying why, when its package, its CPU instructions or the calibration images are
+    missing."""
+    from cornernet_tf.openvino_ir import export_openvino, int8_unhelpful, load_openvino
+
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        print('(no OpenVINO rows: pip install ".[openvino]")')
+        return {}
+    export_openvino(model, config, scratch / "openvino")
+    irs = {
+        f"OpenVINO {precision}": (
+            scratch / "openvino",
+            load_openvino(scratch / "openvino", precision),
+        )
+        for precision in ("float32", "bfloat16")
+    }
+    files = sorted(Path(calibration).glob("*"))[:300]
+    try:
+        import nncf  # noqa: F401
+    except ImportError:
+        print('(no int8 row: pip install ".[int8]")')
+        return irs
+    if reason := int8_unhelpful():
+        print(f"(no int8 row: {reason})")
+    elif not files:
+        print(f"(no int8 row: no calibration images in {calibration})")
+    else:
+        print(f"quantising the IR to int8 on {len(files)} images of {calibration} ...", flush=True)
+        export_openvino(model, config, scratch / "openvino_int8", int8_images=files)
+        irs["OpenVINO int8"] = (scratch / "openvino_int8", load_openvino(scratch / "openvino_int8"))
+    return irs
 
 
 def cpu_name() -> str:

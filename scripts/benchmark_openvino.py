@@ -79,10 +79,22 @@ def conv_rates(x, kernel, bias, repeats: int, precisions) -> dict[str, float] | 
     return seconds
 
 
+def int8_missing() -> str | None:
+    """Why there is no int8 row (NNCF missing, no VNNI/AMX), or None."""
+    from cornernet_tf.openvino_ir import int8_unhelpful
+
+    try:
+        import nncf  # noqa: F401
+    except ImportError:
+        return 'pip install ".[int8]"'
+    return int8_unhelpful()
+
+
 def bench_served(repeats: int, size: int, threads: int) -> None:
     """The served procedure on one 511-class image (fixed size input, flip test, decode,
     soft-NMS): the SavedModel's graph in TF (float32, bfloat16) and the OpenVINO IR of it
-    (float32, bfloat16 hint), interleaved rounds, seconds."""
+    (float32, bfloat16 hint, and int8 where NNCF is installed and the CPU has VNNI or AMX:
+    calibrated on 3 random images, so a speed, not an accuracy), interleaved rounds, seconds."""
     import dataclasses
 
     import numpy as np
@@ -115,6 +127,15 @@ def bench_served(repeats: int, size: int, threads: int) -> None:
         for precision in ("float32", "bfloat16"):
             run = load_openvino(folder, precision, threads)
             variants[f"OpenVINO IR, {precision}"] = lambda r=run: r(image)
+        if no_int8 := int8_missing():
+            print(f"\n(no int8 row: {no_int8})")
+        else:
+            rng = np.random.default_rng(1)
+            calibration = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(3)]
+            int8 = Path(folder) / "int8"
+            export_openvino(model, config, int8, input_size=size, int8_images=calibration)
+            run = load_openvino(int8, "float32", threads)
+            variants["OpenVINO IR, int8"] = lambda r=run: r(image)
     times = {name: [] for name in variants}
     for fn in variants.values():
         fn()  # warm-up

@@ -108,3 +108,110 @@ def test_exact_top_k_keeps_tensorflows_order_of_ties(shape, k):
     expected = tf.math.top_k(data, k=count)
     np.testing.assert_array_equal(indices, expected.indices.numpy())
     np.testing.assert_array_equal(values, expected.values.numpy())
+
+
+@pytest.fixture(scope="module")
+def int8_exported(tiny_weights, shapes, tmp_path_factory):
+    """The tiny model's IR with int8 convolutions, calibrated on 8 of 10 shapes training images
+    in a folder that also holds a file that is not an image (left out)."""
+    pytest.importorskip("nncf", reason='NNCF is not installed: pip install ".[int8]"')
+    from cornernet_tf.openvino_ir import int8_unhelpful
+
+    if reason := int8_unhelpful():
+        pytest.skip(reason)
+    config, weights = tiny_weights
+    out = tmp_path_factory.mktemp("int8")
+    calibration = out / "calibration"
+    calibration.mkdir()
+    for path in sorted((shapes / "train").glob("*.png"))[:10]:
+        (calibration / path.name).write_bytes(path.read_bytes())
+    (calibration / "notes.txt").write_text("not an image")
+    args = ["--config", str(config), "--weights", str(weights), "--out", str(out / "saved")]
+    args += ["--openvino", str(out / "ir"), "--int8", str(calibration), "--int8-images", "8"]
+    assert run_script("export", *args) == 0
+    return out
+
+
+def test_int8_quantises_the_convolutions_only(int8_exported):
+    from cornernet_tf.openvino_ir import INT8_OPS
+
+    metadata = json.loads((int8_exported / "ir/cornernet.json").read_text())
+    assert metadata["int8"] == {"calibration_images": 8}  # notes.txt left out
+    model = openvino.Core().read_model(str(int8_exported / "ir/model.xml"))
+    quantizers = [op for op in model.get_ops() if op.get_type_name() == "FakeQuantize"]
+    assert quantizers
+    quantized = set()
+    for op in quantizers:  # each feeds a convolution (its input or its weights), nothing else
+        users = [target.get_node() for target in op.output(0).get_target_inputs()]
+        assert {user.get_type_name() for user in users} <= set(INT8_OPS), op.get_friendly_name()
+        quantized |= {user.get_friendly_name() for user in users}
+    convolutions = [op for op in model.get_ops() if op.get_type_name() in INT8_OPS]
+    # all but the 4 convolutions before the final stack's corner pools
+    assert len(quantized) == len(convolutions) - 4
+
+
+def test_int8_detections_stay_close_to_float32(int8_exported, exported, test_images):
+    from cornernet_tf.openvino_ir import load_openvino
+
+    full, int8 = load_openvino(exported / "ir"), load_openvino(int8_exported / "ir")
+    for path in test_images:
+        image = tf.io.decode_image(path.read_bytes(), channels=3).numpy()
+        expected, found = full(image), int8(image)
+        assert set(found) == set(OUTPUT_KEYS)
+        np.testing.assert_allclose(
+            found["detection_scores"][0, :10], expected["detection_scores"][0, :10], atol=0.05
+        )
+
+
+def test_int8_is_refused_where_the_cpu_has_no_int8_dot_products(int8_exported, monkeypatch):
+    from cornernet_tf import openvino_ir
+
+    assert openvino_ir.int8_unhelpful({"avx512_vnni", "avx2"}) is None
+    assert openvino_ir.int8_unhelpful({"amx_int8"}) is None
+    reason = openvino_ir.int8_unhelpful({"avx2", "avx512f", "fma"})
+    assert "avx512_vnni, avx_vnni, amx_int8" in reason and "float32 IR" in reason
+    monkeypatch.setattr(openvino_ir, "cpu_flags", lambda: {"avx2", "fma"})
+    with pytest.raises(openvino_ir.OpenvinoError, match="is an int8 IR: int8 is not faster"):
+        openvino_ir.load_openvino(int8_exported / "ir")
+
+
+def test_int8_needs_the_openvino_export(tiny_weights, tmp_path, capsys):
+    config, weights = tiny_weights
+    args = ["--config", str(config), "--weights", str(weights), "--out", str(tmp_path / "s")]
+    assert run_script("export", *args, "--int8", str(tmp_path)) == 2
+    assert "--int8 quantises the OpenVINO IR: add --openvino DIR" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda folder: folder / "missing", "not a folder of images"),
+        (lambda folder: folder, "none of its 1 files is an image"),
+    ],
+    ids=["missing", "no-image"],
+)
+def test_int8_calibration_folder_is_checked_first(
+    tiny_weights, tmp_path, capsys, monkeypatch, make, message
+):
+    from cornernet_tf import openvino_ir
+
+    monkeypatch.setattr(openvino_ir, "cpu_flags", lambda: {"avx512_vnni"})
+    (tmp_path / "notes.txt").write_text("not an image")
+    config, weights = tiny_weights
+    args = ["--config", str(config), "--weights", str(weights), "--out", str(tmp_path / "s")]
+    args += ["--openvino", str(tmp_path / "ir"), "--int8", str(make(tmp_path))]
+    assert run_script("export", *args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s").exists() and not (tmp_path / "ir").exists()
+
+
+def test_int8_export_is_refused_without_vnni(tiny_weights, shapes, tmp_path, capsys, monkeypatch):
+    from cornernet_tf import openvino_ir
+
+    monkeypatch.setattr(openvino_ir, "cpu_flags", lambda: {"avx2", "fma"})
+    config, weights = tiny_weights
+    args = ["--config", str(config), "--weights", str(weights), "--out", str(tmp_path / "s")]
+    args += ["--openvino", str(tmp_path / "ir"), "--int8", str(shapes / "train")]
+    assert run_script("export", *args) == 2
+    assert "--int8: int8 is not faster than float32 on this CPU" in capsys.readouterr().err

@@ -4,7 +4,8 @@ an OpenVINO IR.
     cornernet-export --config C --weights W --out exported/cornernet [--version 1] \
         [--input-size 511] [--flip | --no-flip] [--precision float32|bfloat16] \
         [--no-fold-batchnorm] [--tfjs exported/cornernet_tfjs] [--quantize none|float16|uint8] \
-        [--openvino exported/cornernet_openvino] [--overwrite] [key=value ...]
+        [--openvino exported/cornernet_openvino [--int8 IMAGES] [--int8-images 300]] \
+        [--overwrite] [key=value ...]
 
 Writes OUT/VERSION/saved_model.pb + variables/ (the TF Serving layout) with the signatures
 `serving_default` (encoded image bytes) and `serve_image` (uint8 RGB batch); see docs/deployment.md.
@@ -16,7 +17,10 @@ The network is exported with each BatchNorm folded into its convolution (--no-fo
 as trained) and computing in --precision (default: the config's test.precision). TF.js has no
 bfloat16: with --precision bfloat16 the TF.js model is the float32 variant, and the command says so.
 --openvino DIR also writes an OpenVINO IR of the image signature for one image [1, H, W, 3]
-(`cornernet_tf.openvino_ir`; needs pip install ".[openvino]"), float32 weights.
+(`cornernet_tf.openvino_ir`; needs pip install ".[openvino]"), float32 weights. With --int8 IMAGES
+(a folder of images like those the model will serve; needs pip install ".[int8]") its
+convolutions are quantised to int8, calibrated on up to --int8-images of them; refused on a CPU
+without VNNI or AMX, where int8 is not faster.
 """
 
 from __future__ import annotations
@@ -71,12 +75,27 @@ def main(argv=None) -> int:
         "--openvino", help="also write an OpenVINO IR (model.xml, model.bin) to this folder"
     )
     parser.add_argument(
+        "--int8",
+        metavar="IMAGES",
+        help="with --openvino: quantise the IR's convolutions to int8, calibrated on this folder's "
+        "images",
+    )
+    parser.add_argument(
+        "--int8-images",
+        type=cli.at_least(1),
+        default=300,
+        help="calibration images read from --int8 (default 300)",
+    )
+    parser.add_argument(
         "--quantize",
         default="none",
         choices=["none", "float16", "uint8"],
         help="TF.js weight quantisation (default none)",
     )
     args = cli.parse(parser, argv)
+    calibration = None
+    if args.int8:
+        calibration = calibration_images(args.int8, args.openvino, args.int8_images)
     target = cli.output_folder(args.out) / str(args.version)
     if target.exists() and not args.overwrite:
         raise cli.CommandError(
@@ -117,11 +136,13 @@ def main(argv=None) -> int:
             xml = export_openvino(
                 model, config, cli.output_folder(args.openvino, "--openvino"),
                 input_size=args.input_size, flip=args.flip, fold_batchnorm=args.fold_batchnorm,
+                int8_images=calibration,
             )  # fmt: skip
         except OpenvinoError as error:  # the SavedModel is written: exit code 1
             print(f"error: {error}", file=sys.stderr)
             return 1
-        print(f"wrote {xml} ({cli.folder_size(args.openvino) / 1e6:.1f} MB, float32 weights)")
+        weights = "int8 convolutions" if calibration else "float32 weights"
+        print(f"wrote {xml} ({cli.folder_size(args.openvino) / 1e6:.1f} MB, {weights})")
     if args.tfjs:
         size = args.input_size or max(config.data.input_size)
         if config.test.precision != "float32":
@@ -150,6 +171,42 @@ def main(argv=None) -> int:
         print(f"wrote {args.tfjs} ({cli.folder_size(args.tfjs) / 1e6:.1f} MB)")
         print(f"TF.js:       make web WEB_MODEL={args.tfjs} && make serve-web")
     return 0
+
+
+def calibration_images(folder: str, openvino: str | None, limit: int) -> list[Path]:
+    """The first `limit` readable images of the --int8 folder, checked (each decoded once)
+    before anything is exported; unreadable files are left out and counted."""
+    if not openvino:
+        raise cli.CommandError("--int8 quantises the OpenVINO IR: add --openvino DIR")
+    from tqdm import tqdm
+
+    from cornernet_tf.images import ImageError, read_image
+    from cornernet_tf.openvino_ir import int8_unhelpful
+
+    if reason := int8_unhelpful():
+        raise cli.CommandError(f"--int8: {reason}")
+    path = Path(folder)
+    if not path.is_dir():
+        raise cli.CommandError(f"--int8 {folder}: not a folder of images")
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    chosen, skipped = [], []
+    total = min(limit, len(files))
+    with tqdm(total=total, desc="checking calibration images", unit="image") as bar:
+        for file in files:
+            if len(chosen) == limit:
+                break
+            try:
+                read_image(file)
+            except ImageError as error:
+                skipped.append(str(error))
+                continue
+            chosen.append(file)
+            bar.update()
+    if skipped:
+        print(f"note: {len(skipped)} files of {folder} left out: {skipped[0]}")
+    if not chosen:
+        raise cli.CommandError(f"--int8 {folder}: none of its {len(files)} files is an image")
+    return chosen
 
 
 def serving_help(path: Path, name: str) -> str:
