@@ -9,20 +9,24 @@ import tempfile
 import time
 from pathlib import Path
 
-CPU_FLAGS = ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
+CPU_FLAGS = (
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_bf16",
+    "amx_int8",
+    "amx_tile",
+)
 
 
 def cpu_flags() -> str:
     """Which of the flags that decide the engines' kernels this CPU has (/proc/cpuinfo)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    from cornernet_tf.openvino_ir import cpu_flags as flags_of_this_cpu
+
+    flags = flags_of_this_cpu()
+    if not flags:
         return "CPU flags: unknown (no /proc/cpuinfo)"
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
     shown = [f"{flag} {'yes' if flag in flags else 'no'}" for flag in CPU_FLAGS]
     return "CPU flags: " + ", ".join(shown)
 
