@@ -238,20 +238,20 @@ POOL_NAME = re.compile(r"(top|bottom|left|right)_pool")
 
 
 def _pool_inputs(model) -> list[str]:
-    """Names of the convolutions whose output goes (through its bias and ReLU) into a corner
-    pool. They stay float: OpenVINO's low-precision passes would move their int8 scales into the
-    pool, and with a dynamic image size, where the pool is a loop, they fail to compile it."""
+    """Names of the convolutions whose output goes (through its bias, ReLU, and the pool's own
+    reversal) into a corner pool. They stay float: OpenVINO's low-precision passes would move
+    their int8 scales into the pool, where they have failed to compile the pool's loop."""
     names = []
     for op in model.get_ops():
         if op.get_type_name() not in INT8_OPS:
             continue
         nodes = [op]
-        for _ in range(3):  # the convolution, its bias, its ReLU
+        for _ in range(4):  # bias, ReLU, reversal, the pool
             nodes = [t.get_node() for n in nodes for t in n.output(0).get_target_inputs()]
             if any(POOL_NAME.search(n.get_friendly_name()) for n in nodes):
                 names.append(op.get_friendly_name())
                 break
-            nodes = [n for n in nodes if n.get_type_name() in ("Add", "Relu")]
+            nodes = [n for n in nodes if n.get_type_name() not in INT8_OPS]
     return names
 
 

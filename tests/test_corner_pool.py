@@ -102,6 +102,48 @@ def test_bad_input_gives_clear_errors():
         corner_pool(x, "top", implementation="cuda")
 
 
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("inputs", ["ties", "rand"])
+def test_dynamic_sizes_match_official_forward_and_backward(direction, inputs):
+    """With sizes unknown when traced (the any-size SavedModel and OpenVINO IR) the "tf" pool
+    takes a running max in log2(n) doubling steps; same values and the same tie gradient."""
+    ref = load_fixture("pools_public.npz")
+    spec = tf.TensorSpec([None, None, None, None], tf.float32)
+
+    @tf.function(input_signature=[spec, spec])
+    def pool_and_grad_dynamic(x, grad_out):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = corner_pool(x, direction, implementation="tf")
+        return out, tape.gradient(out, x, output_gradients=grad_out)
+
+    out, grad = pool_and_grad_dynamic(nhwc(ref[f"x_{inputs}"]), nhwc(ref["grad_out"]))
+    np.testing.assert_array_equal(nchw(out), ref[f"{direction}_pool_{inputs}_out"])
+    np.testing.assert_allclose(
+        nchw(grad), ref[f"{direction}_pool_{inputs}_grad"], rtol=1e-6, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_dynamic_sizes_keep_infinities_and_their_gradient(direction):
+    inf = np.inf
+    x = tf.constant([[-inf, -inf, 1.0, -inf, -inf], [3.0, -inf, 3.0, 2.0, -inf]])[None, :, :, None]
+    spec = tf.TensorSpec([None, None, None, None], tf.float32)
+    results = []
+    for implementation, signature in (("tf", [spec]), ("scan", None)):
+
+        @tf.function(input_signature=signature)
+        def pool_and_grad(t, implementation=implementation):
+            with tf.GradientTape() as tape:
+                tape.watch(t)
+                out = corner_pool(t, direction, implementation=implementation)
+            return out, tape.gradient(out, t)
+
+        results.append([r.numpy() for r in pool_and_grad(x)])
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
 def test_dynamic_sizes_work_in_a_traced_function():
     spec = tf.TensorSpec([None, None, None, 3], tf.float32)
     fn = tf.function(lambda t: corner_pool(t, "left", implementation="tf"), input_signature=[spec])
