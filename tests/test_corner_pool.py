@@ -144,11 +144,15 @@ def test_dynamic_sizes_keep_infinities_and_their_gradient(direction):
     np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
-def test_dynamic_sizes_work_in_a_traced_function():
-    spec = tf.TensorSpec([None, None, None, 3], tf.float32)
-    fn = tf.function(lambda t: corner_pool(t, "left", implementation="tf"), input_signature=[spec])
-    x = tf.random.stateless_normal([2, 5, 9, 3], seed=[7, 7])
-    np.testing.assert_array_equal(fn(x), corner_pool(x, "left", implementation="scan"))
+@pytest.mark.parametrize("batch", [None, 1, 2])  # a known batch: a one-image detector has 1
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_dynamic_sizes_work_in_a_traced_function(batch, direction):
+    spec = tf.TensorSpec([batch, None, None, 3], tf.float32)
+    fn = tf.function(
+        lambda t: corner_pool(t, direction, implementation="tf"), input_signature=[spec]
+    )
+    x = tf.random.stateless_normal([batch or 2, 5, 9, 3], seed=[7, 7])
+    np.testing.assert_array_equal(fn(x), corner_pool(x, direction, implementation="scan"))
 
 
 @pytest.mark.custom_op

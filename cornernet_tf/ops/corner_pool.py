@@ -137,6 +137,7 @@ def _doubling_pool(x: tf.Tensor, axis: int, from_end: bool) -> tf.Tensor:
     def step(shift, running):
         shift = tf.minimum(shift, size)
         earlier = tf.concat([first(running, shift), first(running, size - shift)], axis)
+        earlier.set_shape(running.shape)  # the slices lose static sizes, e.g. a batch of 1
         return shift * 2, tf.maximum(earlier, running)
 
     _, out = tf.while_loop(lambda shift, _: shift < size, step, [tf.constant(1), x])
