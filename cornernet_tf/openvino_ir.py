@@ -137,8 +137,9 @@ def exact_top_k(model):
         if node.get_type_name() != "TopK" or not attributes.get("stable"):
             continue
         rank = node.input(0).get_partial_shape().rank
-        last = (-1, rank.get_length() - 1) if rank.is_static else (-1,)
-        if attributes["mode"] != "max" or not rank.is_static or attributes["axis"] not in last:
+        if attributes["mode"] != "max" or not rank.is_static:
+            continue
+        if attributes["axis"] not in (-1, rank.get_length() - 1):
             continue
         values, indices = _top_k_from_unstable(ops, node, attributes["index_element_type"])
         node.output(0).replace(values)
@@ -200,9 +201,9 @@ def int8_unhelpful(flags: set[str] | None = None) -> str | None:
     )
 
 
-def quantize_int8(model, images, *, limit: int = 300):
+def quantize_int8(model, images):
     """Post-training int8 quantisation (NNCF, its mixed preset) of an openvino.Model's
-    convolutions (INT8_OPS), calibrated on up to `limit` of `images`: uint8 RGB arrays
+    convolutions (INT8_OPS), calibrated on `images`: uint8 RGB arrays
     (H x W x 3) or image files (read by `cornernet_tf.images.read_image` when NNCF needs them,
     so that hundreds of photos are never all in memory). Returns (quantised model,
     {"calibration_images": n}). Only the convolutions' inputs and weights become int8: the
@@ -212,7 +213,7 @@ def quantize_int8(model, images, *, limit: int = 300):
         import nncf
     except ImportError:
         raise OpenvinoError('int8 needs NNCF: pip install ".[int8]"') from None
-    samples = list(images)[:limit]
+    samples = list(images)
     if not samples:
         raise OpenvinoError("int8 needs at least one calibration image, got none")
     others = sorted({op.get_type_name() for op in model.get_ops()} - set(INT8_OPS))

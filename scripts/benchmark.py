@@ -410,7 +410,7 @@ def compute_ceiling(
 
 def float32_ceiling(repeats: int) -> dict[str, float]:
     """TF's float32 rows of `compute_ceiling`: {row: GFLOP/s}."""
-    rows = compute_ceiling(repeats, ("float32",))
+    rows = compute_ceiling(repeats)  # one cached measurement for every table of a run
     return {name: r["float32"] for name, r in rows.items() if name.startswith("TF")}
 
 

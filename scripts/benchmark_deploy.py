@@ -235,12 +235,12 @@ def openvino_irs(model, config, scratch: Path, calibration: str) -> dict:
     its int8 version calibrated on up to 300 images of `calibration`; each row left out, with a
     line saying why, when its package, its CPU instructions or the calibration images are
     missing."""
-    from cornernet_tf.openvino_ir import export_openvino, int8_unhelpful, load_openvino
+    from benchmark_openvino import int8_missing, openvino_or_reason  # scripts/
 
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        print('(no OpenVINO rows: pip install ".[openvino]")')
+    from cornernet_tf.openvino_ir import export_openvino, load_openvino
+
+    if (reason := openvino_or_reason()[1]) is not None:
+        print(f"({reason})")
         return {}
     export_openvino(model, config, scratch / "openvino")
     irs = {
@@ -251,12 +251,7 @@ def openvino_irs(model, config, scratch: Path, calibration: str) -> dict:
         for precision in ("float32", "bfloat16")
     }
     files = sorted(Path(calibration).glob("*"))[:300]
-    try:
-        import nncf  # noqa: F401
-    except ImportError:
-        print('(no int8 row: pip install ".[int8]")')
-        return irs
-    if reason := int8_unhelpful():
+    if reason := int8_missing():
         print(f"(no int8 row: {reason})")
     elif not files:
         print(f"(no int8 row: no calibration images in {calibration})")
