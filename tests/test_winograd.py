@@ -30,11 +30,19 @@ def direct64(x, kernel, bias, skip=None, relu=False):
 
 @pytest.mark.parametrize(
     "shape, filters",
-    [((1, 1, 1, 3), 5), ((1, 2, 3, 16), 16), ((2, 13, 6, 20), 17), ((1, 16, 24, 40), 33)],
+    [
+        ((1, 1, 1, 3), 5),
+        ((1, 2, 3, 16), 16),
+        ((2, 13, 6, 20), 17),
+        ((1, 16, 24, 40), 33),
+        ((1, 189, 192, 64), 16),  # v over 16 MB: written with non-temporal stores
+        ((1, 189, 192, 72), 16),  # over 16 MB, channels not whole 16-lane groups: plain stores
+    ],
 )
 @pytest.mark.parametrize("with_skip, relu", [(False, False), (True, True)])
 def test_winograd_equals_the_direct_convolution(shape, filters, with_skip, relu):
-    """Partial tiles at the borders, channel counts that are not multiples of 16, a batch of 2.
+    """Partial tiles at the borders, channel counts that are not multiples of 16, a batch of 2,
+    transforms larger than the caches.
     Unit-scale outputs: the direct float32 convolution is within ~1e-5 of float64, Winograd
     within ~1e-4 (measured up to 9e-5 on 384 channels)."""
     rng = np.random.default_rng(sum(shape) + filters)

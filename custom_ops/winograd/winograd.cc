@@ -10,9 +10,17 @@
 // tile t (rows 4i-1 .. 4i+4, zeros outside the image), k = 6 * row + column of the 6x6 tile. The
 // matrices are those of Lavin & Gray (2016), interpolation points 0, 1, -1, 2, -2 and infinity.
 // Each op runs its tiles on TensorFlow's CPU threads, 16 channels at a time (contiguous in NHWC).
+// A large v (over kStreamBytes, more than the caches hold) is written with non-temporal stores:
+// the matmul reads it from memory anyway, and the stores then skip reading the lines first
+// (docs/performance.md, "Winograd convolutions", has the measured gain).
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
+#include <cstdint>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -34,6 +42,16 @@ using tensorflow::shape_inference::InferenceContext;
 using tensorflow::shape_inference::ShapeHandle;
 
 constexpr int kLanes = 16;  // channels per step
+constexpr int64_t kStreamBytes = int64_t{16} << 20;
+
+// dst[0..kLanes) = src, dst 16-byte aligned, bypassing the caches where the CPU can.
+inline void StreamLanes(float* dst, const float* src) {
+#if defined(__SSE2__)
+  for (int l = 0; l < kLanes; l += 4) _mm_stream_ps(dst + l, _mm_loadu_ps(src + l));
+#else
+  std::copy(src, src + kLanes, dst);
+#endif
+}
 
 // The number of 4-wide tiles of a side (shape inference: unknown stays unknown).
 DimensionHandle Tiles(InferenceContext* c, DimensionHandle side) {
@@ -124,6 +142,9 @@ class WinogradInputOp : public OpKernel {
     if (g.tiles == 0 || channels == 0) return;
     const float* in = x.flat<float>().data();
     float* out = v->flat<float>().data();
+    // streaming needs whole, aligned 16-lane groups
+    const bool stream = v->TotalBytes() > kStreamBytes && channels % kLanes == 0 &&
+                        reinterpret_cast<uintptr_t>(out) % 16 == 0;
     auto work = [&](int64_t begin, int64_t end) {
       float patch[6][6][kLanes], rows[6][6][kLanes], column[6][kLanes], done[6][kLanes];
       for (int64_t t = begin; t < end; ++t) {
@@ -154,11 +175,20 @@ class WinogradInputOp : public OpKernel {
           // (B^T d) B: along the columns, for each row
           for (int r = 0; r < 6; ++r) {
             InputRows(rows[r], done);
-            for (int s = 0; s < 6; ++s)
-              std::copy(done[s], done[s] + n, out + ((6 * r + s) * g.tiles + t) * channels + c0);
+            for (int s = 0; s < 6; ++s) {
+              float* target = out + ((6 * r + s) * g.tiles + t) * channels + c0;
+              if (stream) {
+                StreamLanes(target, done[s]);
+              } else {
+                std::copy(done[s], done[s] + n, target);
+              }
+            }
           }
         }
       }
+#if defined(__SSE2__)
+      if (stream) _mm_sfence();  // this thread's streamed lines are visible before the matmul
+#endif
     };
     auto* threads = context->device()->tensorflow_cpu_worker_threads();
     const int64_t cost = 36 * channels * 12;
