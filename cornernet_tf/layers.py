@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from cornernet_tf.ops import DIRECTIONS, corner_pool
-from cornernet_tf.ops.winograd import winograd_conv
+from cornernet_tf.ops.winograd import TILES, winograd_conv
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
@@ -94,12 +94,14 @@ class SymmetricConv2D(keras.layers.Conv2D):
 
 @serializable
 class WinogradConv2D(keras.layers.Layer):
-    """A 3x3, stride-1, zero-padded Conv2D with bias, computed by Winograd F(4x4, 3x3)
-    (`cornernet_tf.ops.winograd`) when the map it is built on has sides of at least MIN_SIDE;
-    on smaller maps, where reading the 4 times larger kernel costs more than it saves, a
-    direct convolution. For float32 inference only (no gradient).
+    """A 3x3, stride-1, zero-padded Conv2D with bias, computed by Winograd
+    (`cornernet_tf.ops.winograd`: F(4x4, 3x3) when it computes in float32, F(2x2, 3x3) in
+    bfloat16) when the map it is built on has sides of at least MIN_SIDE; on smaller maps, where
+    reading the larger kernel costs more than it saves, a direct convolution. For inference only
+    (no gradient).
 
-    Variables: `winograd_kernel` (36, C, filters) or `kernel` (3, 3, C, filters), and `bias`;
+    Variables: `winograd_kernel` ((m + 2)^2, C, filters) for tile m, or `kernel` (3, 3, C,
+    filters), and `bias`;
     `cornernet_tf.optimize.variant` fills them from a Conv2D's kernel and bias. call() can add a
     residual's skip and apply the ReLU in the same op.
     """
@@ -115,7 +117,8 @@ class WinogradConv2D(keras.layers.Layer):
         self.winograd = min(sides, default=self.MIN_SIDE) >= self.MIN_SIDE
         channels = input_shape[-1]
         if self.winograd:
-            shape, name = (36, channels, self.filters), "winograd_kernel"
+            tile = TILES[self.compute_dtype]
+            shape, name = ((tile + 2) ** 2, channels, self.filters), "winograd_kernel"
         else:
             shape, name = (3, 3, channels, self.filters), "kernel"
         self.kernel = self.add_weight(shape=shape, initializer="zeros", trainable=False, name=name)

@@ -39,7 +39,8 @@ Variants are constructor arguments, kept by `get_config` (so `model.save("m.kera
                   bfloat16 compute; the heads' last convolution computes in float32, so the
                   outputs are float32 in both;
     with_bn       False: the BatchNorm-folded form (`cornernet_tf.optimize`), inference only;
-    winograd      3x3 stride-1 convolutions by Winograd F(4x4, 3x3) (folded float32 only);
+    winograd      3x3 stride-1 convolutions by Winograd (folded form only): F(4x4, 3x3) in
+                  float32, F(2x2, 3x3) in bfloat16;
     pull_weight, push_weight, offset_weight   the loss weights of the train step;
     freeze_backbone_steps   the first train steps in which only the corner modules and heads
                   learn (fine-tuning).
@@ -361,10 +362,9 @@ def _check_variant(corner_pool: str, precision: str, with_bn: bool, winograd: bo
         raise ValueError(
             f"CornerNet: precision must be one of {list(PRECISIONS)}, got {precision!r}"
         )
-    if winograd and (with_bn or precision != "float32"):
+    if winograd and with_bn:
         raise ValueError(
-            "CornerNet: winograd needs the folded float32 form (with_bn=False, precision "
-            f"float32), got with_bn={with_bn}, precision {precision!r}"
+            "CornerNet: winograd needs the folded form (with_bn=False), got with_bn=True"
         )
 
 

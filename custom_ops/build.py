@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -34,12 +35,17 @@ def run(command: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True)
 
 
+# TensorFlow's x86 wheels need AVX (and so SSE4.1) themselves: the kernels may use them too (the
+# bfloat16 conversions of the Winograd transforms narrow 32-bit lanes with SSE4.1's packusdw)
+X86_FLAGS = ["-mavx"] if platform.machine().lower() in ("x86_64", "amd64") else []
+
+
 def build(cpu_only: bool = False) -> int:
     import tensorflow as tf
 
     compile_flags = tf.sysconfig.get_compile_flags()
     link_flags = tf.sysconfig.get_link_flags()
-    common = ["-shared", "-fPIC", "-O3", "-Wno-deprecated-declarations", *compile_flags]
+    common = ["-shared", "-fPIC", "-O3", "-Wno-deprecated-declarations", *X86_FLAGS, *compile_flags]
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         built = None

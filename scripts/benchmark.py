@@ -416,8 +416,8 @@ def float32_ceiling(repeats: int) -> dict[str, float]:
 
 def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, threads: int = 0) -> None:
     """The Hourglass-104 test path, batch 1: the network alone and with decode, as built for
-    training and as Detector / export run it (BatchNorm folded; float32, float32 with Winograd
-    3x3 convolutions when the compiled ops are built, bfloat16). official_fn, if given, times
+    training and as Detector / export run it (BatchNorm folded; float32, bfloat16, and both with
+    Winograd 3x3 convolutions when the compiled ops are built). official_fn, if given, times
     the official code (seconds): once before and once after our rounds, the faster counts."""
     import tensorflow as tf
     from benchmark_openvino import compiled_variants, cpu_flags, openvino_or_reason
@@ -447,8 +447,11 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, thread
     }
     if custom.load() is not None:
         variants["folded winograd + decode"] = path(inference_model(model, winograd=True))
+        variants["folded bf16 winograd + decode"] = path(
+            inference_model(model, "bfloat16", winograd=True)
+        )
     else:
-        print(f"(no Winograd row: {custom.load_error()})")
+        print(f"(no Winograd rows: {custom.load_error()})")
     runs = {name: lambda f=fn: list(f(x).values())[0].numpy() for name, fn in variants.items()}
     ov, no_openvino = openvino_or_reason()
     if ov is not None:  # the folded float32 test path, converted by OpenVINO
@@ -475,16 +478,16 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, thread
         print(f"  ({no_openvino})")
     if reason := bfloat16_slowness():
         print(f"  note: {reason}")
-    print(f"{'variant':<27} {'min s':>7} {'median s':>9} {'GFLOP/s':>8} {'/ official':>11}")
+    print(f"{'variant':<30} {'min s':>7} {'median s':>9} {'GFLOP/s':>8} {'/ official':>11}")
     if official is not None:
         print(
-            f"{'official PyTorch':<27} {official:>7.2f} {'':>9} {gflop / official:>8.0f} {1:>11.2f}"
+            f"{'official PyTorch':<30} {official:>7.2f} {'':>9} {gflop / official:>8.0f} {1:>11.2f}"
         )
     for name, values in times.items():
         best = min(values)
         ratio = f"{best / official:>11.2f}" if official is not None else f"{'':>11}"
         median = statistics.median(values)
-        print(f"{name:<27} {best:>7.2f} {median:>9.2f} {gflop / best:>8.0f} {ratio}")
+        print(f"{name:<30} {best:>7.2f} {median:>9.2f} {gflop / best:>8.0f} {ratio}")
     if decode_s is not None:
         network = min(times["network"])
         print(f"decode alone ({decode_s * 1e3:.1f} ms) / network: {decode_s / network:.1%}")

@@ -94,7 +94,7 @@ def test_bad_variants_are_refused():
         CornerNet(num_stacks=1, depth=1, dims=(8, 8), modules=(1, 1), precision="float16")
     with pytest.raises(ValueError, match="corner_pool must be one of"):
         CornerNet(num_stacks=1, depth=1, dims=(8, 8), modules=(1, 1), corner_pool="fast")
-    with pytest.raises(ValueError, match="winograd needs the folded float32 form"):
+    with pytest.raises(ValueError, match="winograd needs the folded form"):
         CornerNet(num_stacks=1, depth=1, dims=(8, 8), modules=(1, 1), winograd=True)
 
 
