@@ -96,35 +96,37 @@ class SymmetricConv2D(keras.layers.Conv2D):
 class WinogradConv2D(keras.layers.Layer):
     """A 3x3, stride-1, zero-padded Conv2D with bias, computed by Winograd
     (`cornernet_tf.ops.winograd`: F(4x4, 3x3) when it computes in float32, F(2x2, 3x3) in
-    bfloat16) when the map it is built on has sides of at least MIN_SIDE; on smaller maps, where
-    reading the larger kernel costs more than it saves, a direct convolution. For inference only
-    (no gradient).
+    bfloat16) when the map it is built on has sides of at least MIN_SIDES[tile]; on smaller
+    maps, where reading the larger kernel costs more than it saves, a direct convolution
+    (measured: F(4x4, 3x3) gains from 16 x 16 on, F(2x2, 3x3) in bfloat16 already on 4 x 4
+    maps, docs/performance.md). For inference only (no gradient).
 
-    Variables: `winograd_kernel` ((m + 2)^2, C, filters) for tile m, or `kernel` (3, 3, C,
-    filters), and `bias`;
+    Variables, in the compute dtype: `winograd_kernel` ((m + 2)^2, C, filters) for tile m, or
+    `kernel` (3, 3, C, filters), and `bias`;
     `cornernet_tf.optimize.variant` fills them from a Conv2D's kernel and bias. call() can add a
     residual's skip and apply the ReLU in the same op.
     """
 
-    MIN_SIDE = 16
+    MIN_SIDES = {4: 16, 2: 4}  # per tile
 
     def __init__(self, filters: int, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
 
     def build(self, input_shape):
+        tile = TILES[self.compute_dtype]
         sides = [side for side in input_shape[1:3] if side is not None]
-        self.winograd = min(sides, default=self.MIN_SIDE) >= self.MIN_SIDE
+        self.winograd = min(sides, default=self.MIN_SIDES[tile]) >= self.MIN_SIDES[tile]
         channels = input_shape[-1]
         if self.winograd:
-            tile = TILES[self.compute_dtype]
             shape, name = ((tile + 2) ** 2, channels, self.filters), "winograd_kernel"
         else:
             shape, name = (3, 3, channels, self.filters), "kernel"
-        self.kernel = self.add_weight(shape=shape, initializer="zeros", trainable=False, name=name)
-        self.bias = self.add_weight(
-            shape=(self.filters,), initializer="zeros", trainable=False, name="bias"
-        )
+        # in the dtype it computes in, so that no call casts them (in bfloat16 the kernels
+        # of Hourglass-104 are 0.6 GB; their cast took 7% of its time)
+        weight = {"initializer": "zeros", "trainable": False, "dtype": self.compute_dtype}
+        self.kernel = self.add_weight(shape=shape, name=name, **weight)
+        self.bias = self.add_weight(shape=(self.filters,), name="bias", **weight)
 
     def call(self, x, skip=None, relu: bool = False):
         if self.winograd:

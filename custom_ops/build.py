@@ -5,10 +5,12 @@ the Winograd convolution transforms.
     python custom_ops/build.py [--cpu-only]
 
 The C++ CPU kernels always, with the compile and link flags of the installed TensorFlow
-(tf.sysconfig: -std=c++17, -D_GLIBCXX_USE_CXX11_ABI=1, ...) and -fPIC -O3. When nvcc exists, the
+(tf.sysconfig: -std=c++17, -D_GLIBCXX_USE_CXX11_ABI=1, ...), -fPIC -O3 and, on x86-64, the
+instruction sets of this machine's CPU that the kernels use (`isa_flags`). When nvcc exists, the
 CUDA kernels too (nvcc -DGOOGLE_CUDA=1 -x cu --expt-relaxed-constexpr); if that part fails to
 build, the CPU-only library is kept and the reason printed. A sidecar file records the
-TensorFlow version the library was built for; the package refuses a library built for another.
+TensorFlow version the library was built for and the CPU flags it needs; the package refuses a
+library built for another version or a CPU without those flags.
 """
 
 from __future__ import annotations
@@ -35,9 +37,15 @@ def run(command: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True)
 
 
-# TensorFlow's x86 wheels need AVX (and so SSE4.1) themselves: the kernels may use them too (the
-# bfloat16 conversions of the Winograd transforms narrow 32-bit lanes with SSE4.1's packusdw)
-X86_FLAGS = ["-mavx"] if platform.machine().lower() in ("x86_64", "amd64") else []
+def isa_flags(cpu: set[str] | None) -> tuple[list[str], list[str]]:
+    """(compiler flags, the /proc/cpuinfo flags they need) for a CPU with the flags `cpu`:
+    on x86-64 -mavx, which TensorFlow's wheels need themselves, and -mavx2 where the CPU has it
+    (the bfloat16 Winograd transforms run 1.5-2x faster with it: docs/performance.md). The
+    library is built on the machine that runs it (`make ops`)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return [], []
+    needed = ["avx", "avx2"] if "avx2" in (cpu or ()) else ["avx"]
+    return [f"-m{name}" for name in needed], needed
 
 
 def build(cpu_only: bool = False) -> int:
@@ -45,7 +53,11 @@ def build(cpu_only: bool = False) -> int:
 
     compile_flags = tf.sysconfig.get_compile_flags()
     link_flags = tf.sysconfig.get_link_flags()
-    common = ["-shared", "-fPIC", "-O3", "-Wno-deprecated-declarations", *X86_FLAGS, *compile_flags]
+    from cornernet_tf.ops.custom import cpu_flags
+
+    compile_isa, needed = isa_flags(cpu_flags())
+    common = ["-shared", "-fPIC", "-O3", "-Wno-deprecated-declarations", *compile_isa]
+    common += compile_flags
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         built = None
@@ -77,7 +89,9 @@ def build(cpu_only: bool = False) -> int:
                 return 1
             built = scratch / "cpu.so"
         shutil.copyfile(built, TARGET)
-    TARGET.with_name(TARGET.name + ".tf-version").write_text(tf.__version__)
+    # line 1: the TensorFlow version; line 2: the CPU flags the kernels need
+    sidecar = TARGET.with_name(TARGET.name + ".tf-version")
+    sidecar.write_text(f"{tf.__version__}\n{' '.join(needed)}\n")
     print(f"wrote {TARGET} (TensorFlow {tf.__version__})")
     return 0
 

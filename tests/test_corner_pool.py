@@ -308,3 +308,36 @@ def test_cuda_kernels_pass_the_fixtures_in_emulation_and_the_harness_compiles(tm
         capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_the_library_is_refused_on_a_cpu_without_its_instructions(tmp_path, monkeypatch):
+    """The sidecar file names the TensorFlow version (line 1) and the CPU flags the kernels were
+    compiled for (line 2); the loader says which one does not match, before loading anything."""
+    from cornernet_tf.ops import custom
+
+    library = tmp_path / "_custom_ops.so"
+    monkeypatch.setattr(custom, "LIBRARY", library)
+    assert "is not built" in custom._refusal({"avx"})
+    library.write_bytes(b"")
+    sidecar = tmp_path / "_custom_ops.so.tf-version"
+    sidecar.write_text("2.0.0\navx avx2\n")
+    assert "built for TensorFlow 2.0.0" in custom._refusal({"avx", "avx2"})
+    sidecar.write_text(f"{tf.__version__}\navx avx2\n")
+    assert custom._refusal({"avx", "avx2", "sse4_1"}) is None
+    assert custom._refusal(None) is None  # no /proc/cpuinfo: not checked
+    refusal = custom._refusal({"avx", "sse4_1"})
+    assert "built for a CPU with avx2, which this one lacks" in refusal
+    sidecar.write_text(f"{tf.__version__}\n")  # a library built before the second line existed
+    assert custom._refusal({"avx"}) is None
+
+
+def test_the_build_uses_avx2_where_the_cpu_has_it(monkeypatch):
+    import platform
+
+    from custom_ops.build import isa_flags
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    assert isa_flags({"avx", "avx2", "fma"}) == (["-mavx", "-mavx2"], ["avx", "avx2"])
+    assert isa_flags({"avx"}) == (["-mavx"], ["avx"])
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert isa_flags({"asimd"}) == ([], [])

@@ -148,8 +148,9 @@ def test_bad_shapes_are_named():
 
 
 def test_small_maps_keep_the_direct_convolution():
-    """Below MIN_SIDE the larger Winograd kernel costs more than it saves; the tile follows the
-    compute dtype (F(4x4, 3x3) in float32: 36 positions, F(2x2, 3x3) in bfloat16: 16)."""
+    """Below MIN_SIDES the larger Winograd kernel costs more than it saves; the tile follows the
+    compute dtype (F(4x4, 3x3) in float32: 36 positions from 16 x 16 maps on, F(2x2, 3x3) in
+    bfloat16: 16 positions from 4 x 4 on)."""
     small, large = WinogradConv2D(8, name="small"), WinogradConv2D(8, name="large")
     small(tf.zeros([1, 8, 8, 4]))
     large(tf.zeros([1, 16, 16, 4]))
@@ -157,8 +158,11 @@ def test_small_maps_keep_the_direct_convolution():
     assert large.winograd and large.kernel.shape == (36, 4, 8)
     assert small.kernel.path.endswith("/kernel") and large.kernel.path.endswith("winograd_kernel")
     mixed = WinogradConv2D(8, dtype="mixed_bfloat16", name="mixed")
-    y = mixed(tf.zeros([1, 16, 16, 4]))
+    y = mixed(tf.zeros([1, 4, 6, 4]))
     assert mixed.winograd and mixed.kernel.shape == (16, 4, 8) and y.dtype == tf.bfloat16
+    tiny = WinogradConv2D(8, dtype="mixed_bfloat16", name="tiny")
+    tiny(tf.zeros([1, 3, 8, 4]))
+    assert not tiny.winograd and tiny.kernel.shape == (3, 3, 4, 8)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ The library registers `CornerNet>CornerPool`, `CornerNet>CornerPoolGrad` (its gr
 `CornerNet>WinogradInput` and `CornerNet>WinogradOutput`: namespaced, as TensorFlow's add-on
 ops are, so that they never clash with another library's. `load()` returns them as
 `.corner_pool`, `.corner_pool_grad`, `.winograd_input`, `.winograd_output`, or None; the reason
-they are missing (not built, built for another TensorFlow, failed to load) is in `load_error()`.
+they are missing (not built, built for another TensorFlow or for a CPU with instructions this
+one lacks, failed to load) is in `load_error()`.
 """
 
 from __future__ import annotations
@@ -27,16 +28,8 @@ def load():
     global _module, _error
     if _module is not None or _error is not None:
         return _module
-    version_file = LIBRARY.with_name(LIBRARY.name + ".tf-version")
-    if not LIBRARY.exists():
-        _error = f"{LIBRARY.name} is not built (run `make ops`)"
-    elif not version_file.exists() or version_file.read_text().strip() != tf.__version__:
-        built = version_file.read_text().strip() if version_file.exists() else "an unknown version"
-        _error = (
-            f"{LIBRARY.name} was built for TensorFlow {built}, this is {tf.__version__} "
-            "(run `make ops` again)"
-        )
-    else:
+    _error = _refusal(cpu_flags())
+    if _error is None:
         try:
             library = tf.load_op_library(str(LIBRARY))
             # TensorFlow names the wrappers after the op: "CornerNet>CornerPool" is
@@ -49,6 +42,39 @@ def load():
         except AttributeError as error:
             _error = f"{LIBRARY.name} was built from other sources (run `make ops` again): {error}"
     return _module
+
+
+def cpu_flags() -> set[str] | None:
+    """The flags of /proc/cpuinfo, or None where there is no such file."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def _refusal(flags: set[str] | None) -> str | None:
+    """Why the library must not be loaded here, or None. Its sidecar file holds the TensorFlow
+    version it was built for (line 1) and the CPU flags its kernels need (line 2, from
+    `custom_ops/build.py`); `flags` are this CPU's (None: unknown, not checked)."""
+    sidecar = LIBRARY.with_name(LIBRARY.name + ".tf-version")
+    if not LIBRARY.exists():
+        return f"{LIBRARY.name} is not built (run `make ops`)"
+    lines = sidecar.read_text().splitlines() if sidecar.exists() else []
+    built = lines[0].strip() if lines else "an unknown version"
+    if built != tf.__version__:
+        return (
+            f"{LIBRARY.name} was built for TensorFlow {built}, this is {tf.__version__} "
+            "(run `make ops` again)"
+        )
+    missing = sorted(set(lines[1].split()) - flags) if len(lines) > 1 and flags is not None else []
+    if missing:
+        return (
+            f"{LIBRARY.name} was built for a CPU with {', '.join(missing)}, which this one lacks "
+            "(run `make ops` again here)"
+        )
+    return None
 
 
 def load_error() -> str | None:
