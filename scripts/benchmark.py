@@ -9,7 +9,7 @@
          all four directions, forward and forward+backward (milliseconds, min of N runs).
 --model: the Hourglass-104 test path (final stack), batch 1, in seconds and GFLOP/s (686 GFLOP at
          511x511, scaled by area), tf.function: the network as trained, with decode, and as
-         Detector / export run it (BatchNorm folded, float32, bfloat16, and float32 with Winograd
+         Detector / export run it (BatchNorm folded, float32, bfloat16, and both with Winograd
          3x3 convolutions when the compiled ops are built); interleaved rounds;
          random weights with trained-like BatchNorm statistics and biases; then the ceiling of
          this CPU in float32 and bfloat16 (GFLOP/s of a large matmul and of the most common
@@ -22,14 +22,14 @@
 --squeeze: the CornerNet-Squeeze test path (CornerNet-Lite, configs/squeeze.yaml), batch 1 at
          511 (or --size when it is 128k - 1), with decode at the official Squeeze test arguments
          (K=20, kernel 3, ae_threshold 0.5, num_dets 100), tf.function: as trained (BatchNorm not
-         folded) float32, folded float32, folded bfloat16, and folded float32 with Winograd 3x3
-         convolutions when the compiled ops are built; 4 x N interleaved rounds, seconds (min,
+         folded) float32, folded float32, folded bfloat16, and both folded forms with Winograd
+         3x3 convolutions when the compiled ops are built; 4 x N interleaved rounds, seconds (min,
          median) and GFLOP/s (102.5 GFLOP at 511, the official hook count, scaled by area),
          random weights with trained-like BatchNorm statistics; then what its FLOPs take at the
          float32 ceiling of this CPU.
 --saccade: the CornerNet-Saccade test procedure (configs/saccade.yaml) on a fixed set of four
-         images, seconds per image: as trained, folded float32, folded float32 with Winograd,
-         folded bfloat16, with the crop count of each image (scripts/benchmark_saccade.py).
+         images, seconds per image: as trained, folded float32, folded bfloat16, both folded
+         forms with Winograd, with the crop count of each image (scripts/benchmark_saccade.py).
 --targets: encode_targets per image at 511 (10 and 100 boxes, 80 classes) and decode of a
          128x128x80 final-stack output, in ms (decode also as a share of the model forward).
 --data:  images/s of the training input pipeline at 511 (decode, official augmentation, sparse
@@ -550,8 +550,11 @@ def bench_squeeze(repeats: int, size: int, official_fn=None) -> None:
         }
         if custom.load() is not None:
             variants["folded winograd + decode"] = path(inference_model(model, winograd=True))
+            variants["folded bf16 winograd + decode"] = path(
+                inference_model(model, "bfloat16", winograd=True)
+            )
         else:
-            notes.append(f"no Winograd row: {custom.load_error()}")
+            notes.append(f"no Winograd rows: {custom.load_error()}")
     notes += sorted({str(w.message) for w in caught})
     times = {name: [] for name in variants}
     for fn in variants.values():
@@ -573,18 +576,18 @@ def bench_squeeze(repeats: int, size: int, official_fn=None) -> None:
         notes.append(reason)
     for note in notes:
         print(f"  note: {note}")
-    print(f"{'variant':<25} {'min s':>7} {'median s':>9} {'GFLOP/s':>8} {'/ official':>11}")
+    print(f"{'variant':<30} {'min s':>7} {'median s':>9} {'GFLOP/s':>8} {'/ official':>11}")
     if official is not None:
         best, median = official
         print(
-            f"{'official PyTorch':<25} {best:>7.3f} {median:>9.3f} {gflop / best:>8.0f} {1:>11.2f}"
+            f"{'official PyTorch':<30} {best:>7.3f} {median:>9.3f} {gflop / best:>8.0f} {1:>11.2f}"
         )
         official = best
     for name, values in times.items():
         best = min(values)
         ratio = f"{best / official:>11.2f}" if official is not None else f"{'':>11}"
         median = statistics.median(values)
-        print(f"{name:<25} {best:>7.3f} {median:>9.3f} {gflop / best:>8.0f} {ratio}")
+        print(f"{name:<30} {best:>7.3f} {median:>9.3f} {gflop / best:>8.0f} {ratio}")
     if official is not None:
         print(
             "(the official time includes its _decode at the same arguments; its min and median "

@@ -6,8 +6,8 @@ written once as an official state_dict and converted for ours) and see the same 
 make the same crops: the table shows both counts. The images: the official procedure fixture's
 360 x 480 scene and three shapes scenes of 480 x 640, 427 x 640 and 640 x 480, written as PNG.
 Ours runs as `Detector` does (one tf.function for any image size) with the network as trained,
-folded float32, folded float32 with Winograd 3x3 convolutions (when the compiled ops are built)
-and folded bfloat16; each image's time is the fastest of --repeats calls after a warm-up call.
+folded float32, folded bfloat16, and both folded forms with Winograd 3x3 convolutions (when the
+compiled ops are built); each image's time is the fastest of --repeats calls after a warm-up call.
 The official side is scripts/official_saccade_timing.py (its `cornernet_saccade_inference`,
 unchanged, on the CPU), the fastest of --repeats calls per image after a warm-up image. Last,
 what the network's FLOPs of all images take at the float32 ceiling of this CPU (benchmark.py's
@@ -125,8 +125,9 @@ def bench_saccade(args, folder: Path) -> None:
     notes = []
     if custom.load() is not None:
         networks["folded float32 Winograd"] = inference_model(model, winograd=True)
+        networks["folded bfloat16 Winograd"] = inference_model(model, "bfloat16", winograd=True)
     else:
-        notes.append(f"no Winograd row: {custom.load_error()}")
+        notes.append(f"no Winograd rows: {custom.load_error()}")
     spec = [tf.TensorSpec([None, None, 3], tf.uint8)]
     variants = {
         name: tf.function(
