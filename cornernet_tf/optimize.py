@@ -109,6 +109,11 @@ def variant(
     }
     if all(config[key] == value for key, value in changes.items()):
         return model
+    if model.winograd and changes["winograd"] and changes["precision"] != model.precision:
+        raise ValueError(
+            f"variant: this Winograd model's kernels are transformed for {model.precision}; "
+            f"make the {changes['precision']} Winograd variant from the model it was made from"
+        )
     copy = CornerNet(**{**config, **changes})
     copy.build()
     if model.with_bn and not copy.with_bn:

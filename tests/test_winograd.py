@@ -222,6 +222,15 @@ def test_bfloat16_winograd_model_is_as_close_to_float32_as_the_direct_one(two_st
         assert error < 3 * direct_error, (key, error, direct_error)
 
 
+def test_a_winograd_model_does_not_change_its_precision(two_stacks):
+    """Its kernels are transformed for its tile (36 or 16 positions): the other precision is made
+    from the model it came from, and saying so beats a shape mismatch deep in Keras."""
+    fast = inference_model(two_stacks, winograd=True)
+    with pytest.raises(ValueError, match="transformed for float32; make the bfloat16 Winograd"):
+        inference_model(fast, "bfloat16", winograd=True)
+    assert inference_model(two_stacks, "bfloat16", winograd=True).precision == "bfloat16"
+
+
 def test_winograd_needs_folded_and_the_ops(two_stacks, monkeypatch):
     with pytest.raises(ValueError, match="folded BatchNorm"):
         inference_model(two_stacks, fold=False, winograd=True)

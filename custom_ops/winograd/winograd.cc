@@ -253,7 +253,7 @@ void TransformInput(OpKernelContext* context, const Tensor& x, Tensor* v) {
         for (int r = 0; r < N; ++r) {
           float done[N][L];
           Transform<M>::template Input<L>(rows[r][0], L, done[0], L);
-          // all n lines converted before any is read back (store forwarding)
+          // to the tensor type, then stored (streamed) a line at a time
           for (int s = 0; s < N; ++s)
             for (int l = 0; l < L; ++l) lines[s][l] = FromFloat<B>(done[s][l]);
           for (int s = 0; s < N; ++s) {
