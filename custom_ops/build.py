@@ -48,13 +48,23 @@ def isa_flags(cpu: set[str] | None) -> tuple[list[str], list[str]]:
     return [f"-m{name}" for name in needed], needed
 
 
+def cpu_flags() -> set[str] | None:
+    """The flags of /proc/cpuinfo, or None where there is no such file. The same reading as
+    `cornernet_tf.ops.custom.cpu_flags`, which checks them when loading: this script runs before
+    the package is installed (`CORNERNET_BUILD_OPS=1 pip install`), so it cannot import it."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
 def build(cpu_only: bool = False) -> int:
     import tensorflow as tf
 
     compile_flags = tf.sysconfig.get_compile_flags()
     link_flags = tf.sysconfig.get_link_flags()
-    from cornernet_tf.ops.custom import cpu_flags
-
     compile_isa, needed = isa_flags(cpu_flags())
     common = ["-shared", "-fPIC", "-O3", "-Wno-deprecated-declarations", *compile_isa]
     common += compile_flags

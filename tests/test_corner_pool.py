@@ -332,9 +332,14 @@ def test_the_library_is_refused_on_a_cpu_without_its_instructions(tmp_path, monk
 
 
 def test_the_build_uses_avx2_where_the_cpu_has_it(monkeypatch):
+    """custom_ops/build.py reads the CPU flags as the loader does (it cannot import the package:
+    it runs before the package is installed)."""
     import platform
 
-    from custom_ops.build import isa_flags
+    from cornernet_tf.ops import custom
+    from custom_ops.build import cpu_flags, isa_flags
+
+    assert cpu_flags() == custom.cpu_flags()
 
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
     assert isa_flags({"avx", "avx2", "fma"}) == (["-mavx", "-mavx2"], ["avx", "avx2"])
