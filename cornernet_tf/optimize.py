@@ -38,7 +38,7 @@ import tensorflow as tf
 from cornernet_tf.layers import BN_EPSILON
 from cornernet_tf.model import PRECISIONS, CornerNet
 from cornernet_tf.ops import custom
-from cornernet_tf.ops.winograd import transform_kernel
+from cornernet_tf.ops.winograd import tile_of, transform_kernel
 
 # a BatchNorm's official name -> that of the convolution it follows, in the same parent layer
 # ("1" -> "0": inters_.<s> and cnvs_.<s>, a Sequential of the two)
@@ -141,8 +141,8 @@ def inference_model(
     """`model` as it should run for inference: BatchNorm folded (fold), computing in `precision`
     ("float32" or "bfloat16"), its 3x3 convolutions by Winograd (winograd: fold only; F(4x4,
     3x3) in float32, F(2x2, 3x3) in bfloat16), with the `corner_pool` implementation (None: the
-    model's). Returns `model`
-    itself when nothing changes, else a copy (`variant`); `model` is not modified."""
+    model's). Returns `model` itself when nothing changes, else a copy (`variant`); `model` is
+    not modified."""
     check_precision(precision)
     if winograd:
         _check_winograd(fold)
@@ -203,8 +203,7 @@ def _assign(copy: CornerNet, weights: dict) -> None:
     for variable in [v for v in copy.weights if v.path.endswith(suffix)]:
         kernel = weights.pop(variable.path[: -len(suffix)] + "/kernel", None)
         if kernel is not None:
-            tile = round(variable.shape[0] ** 0.5) - 2
-            weights[variable.path] = transform_kernel(kernel, tile)
+            weights[variable.path] = transform_kernel(kernel, tile_of(variable))
     missing = [v.path for v in copy.weights if v.path not in weights]
     if missing:
         raise ValueError(f"variant: no value for {len(missing)} variables: {missing[:3]}")

@@ -2,6 +2,7 @@
 inference on the CPU: F(4x4, 3x3) in float32, F(2x2, 3x3) in bfloat16.
 
     TILES[dtype] -> m, the output tile side for that compute dtype
+    tile_of(transformed) -> m, read from a transformed kernel's (m+2)^2 positions
     transform_kernel(kernel (3, 3, C, K), tile=4) -> ((m+2)^2, C, K)   U = G g G^T, once per model
     winograd_conv(x, transformed, bias, skip=None, relu=False) -> (B, H, W, K)
 
@@ -56,6 +57,16 @@ def transform_kernel(kernel, tile: int = 4) -> np.ndarray:
     return transformed.reshape((tile + 2) ** 2, *kernel.shape[2:]).astype(np.float32)
 
 
+def tile_of(transformed) -> int:
+    """The tile side m of a transformed kernel ((m + 2)^2, C, K): 4 for 36 positions, 2 for 16."""
+    tile = {(m + 2) ** 2: m for m in G}.get(transformed.shape[0])
+    if tile is None:
+        raise ValueError(
+            f"winograd_conv: a transformed kernel is (36 or 16, C, K), got {transformed.shape}"
+        )
+    return tile
+
+
 def winograd_conv(x, transformed, bias, skip=None, relu: bool = False):
     """conv2d(x, kernel, 1, "SAME") + bias (+ skip), then ReLU if relu, for NHWC x (float32 or
     bfloat16, the dtype of every operand); `transformed` = transform_kernel(kernel, tile), whose
@@ -63,11 +74,7 @@ def winograd_conv(x, transformed, bias, skip=None, relu: bool = False):
     ops = custom.load()
     if ops is None:
         raise RuntimeError(f"winograd_conv needs the compiled ops: {custom.load_error()}")
-    tile = {(m + 2) ** 2: m for m in G}.get(transformed.shape[0])
-    if tile is None:
-        raise ValueError(
-            f"winograd_conv: a transformed kernel is (36 or 16, C, K), got {transformed.shape}"
-        )
+    tile = tile_of(transformed)
     products = tf.matmul(ops.winograd_input(x, tile=tile), transformed)
     skips = [] if skip is None else [skip]
     return ops.winograd_output(products, bias, x, skips, tile=tile, relu=relu)
