@@ -42,6 +42,11 @@
 Without any of these, all run. --threads T sets TF's intra- and inter-op threads (and the
 official torch threads) to T; by default both use every core.
 
+The engines' own switches, in the environment, are named in the first lines and kept by every
+row: ONEDNN_MAX_CPU_ISA=AVX2 holds TF's and OpenVINO's oneDNN to the kernels an AVX2-only CPU
+(no AVX-512) gets, on this one (float32 rows only: oneDNN has no bfloat16 kernels there);
+TF_ENABLE_ONEDNN_OPTS=0 runs TF's own kernels instead of its oneDNN operations.
+
 --official-src DIR --torch-python PY: also time the official code (a princeton-vl/CornerNet
 checkout) in the same run and print ratios: the model's test path with the official decode, with
 the same threads (scripts/official_timing.py, under a Python that has torch), and for --data the
@@ -288,6 +293,7 @@ def bench_train_step(repeats: int) -> None:
     """One Hourglass-104 training step, batch 2 at 511, in float32 and mixed_bfloat16."""
     import keras
     import tensorflow as tf
+    from benchmark_openvino import precisions
 
     from cornernet_tf import build_model, load_config
     from cornernet_tf.targets import encode_corners
@@ -300,7 +306,8 @@ def bench_train_step(repeats: int) -> None:
     targets = {k: tf.stack([v, v]) for k, v in one.items()}
     targets["mask"] = tf.cast(targets["mask"], tf.float32)
     steps = {}
-    for policy, precision in (("float32", "float32"), ("mixed_bfloat16", "bfloat16")):
+    policies = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+    for policy, precision in ((policies[p], p) for p in precisions()):
         model = build_model(config, precision)
         model.compile(optimizer=keras.optimizers.Adam(2.5e-4), jit_compile=False)
         steps[policy] = tf.function(lambda x, t, model=model: model.train_step((x, t)))
@@ -366,24 +373,23 @@ def trained_like_weights(model, seed: int = 0) -> None:
 
 
 @functools.cache
-def compute_ceiling(
-    repeats: int, precisions=("float32", "bfloat16")
-) -> dict[str, dict[str, float]]:
-    """GFLOP/s of the fastest work each engine does on this CPU, per precision: a large matrix
+def compute_ceiling(repeats: int) -> dict[str, dict[str, float]]:
+    """GFLOP/s of the fastest work each engine does on this CPU, per precision (`precisions()`
+    of scripts/benchmark_openvino.py): a large matrix
     product and the network's most common convolution (3x3, 256 -> 256 channels at 128 x 128,
     bias, ReLU) in TF (oneDNN), and that convolution in OpenVINO when it is installed; each the
     best of `repeats` runs. {row: {precision: rate}}. The test path cannot run faster than its
     FLOPs at an engine's rates."""
     import numpy as np
     import tensorflow as tf
-    from benchmark_openvino import conv_rates
+    from benchmark_openvino import conv_rates, precisions
 
     conv_flop = 2 * 128 * 128 * 256 * 256 * 9
     rows = {"TF matmul 4096 x 4096 x 4096": {}, "TF conv 3x3 256->256 at 128 x 128": {}}
     x, w = tf.random.normal([1, 128, 128, 256]), tf.random.normal([3, 3, 256, 256]) * 0.02
     bias = tf.random.normal([256])
     a, b = tf.random.normal([4096, 4096]), tf.random.normal([4096, 4096])
-    for dtype in (tf.as_dtype(name) for name in precisions):
+    for dtype in (tf.as_dtype(name) for name in precisions()):
         ta, tb, tx, tw, tbias = (tf.cast(t, dtype) for t in (a, b, x, w, bias))
 
         def matmul(ta=ta, tb=tb):
@@ -400,7 +406,7 @@ def compute_ceiling(
             best = min(timed(lambda fn=fn: fn().numpy(), repeats))
             rows[name][dtype.name] = flop / best / 1e9
     kernel = np.transpose(w.numpy(), (3, 2, 0, 1))  # OIHW
-    openvino = conv_rates(x.numpy(), kernel, bias.numpy(), repeats, precisions)
+    openvino = conv_rates(x.numpy(), kernel, bias.numpy(), repeats, precisions())
     if openvino:
         rows["OpenVINO conv 3x3 256->256 at 128 x 128"] = {
             name: conv_flop / seconds / 1e9 for name, seconds in openvino.items()
@@ -420,7 +426,7 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, thread
     Winograd 3x3 convolutions when the compiled ops are built). official_fn, if given, times
     the official code (seconds): once before and once after our rounds, the faster counts."""
     import tensorflow as tf
-    from benchmark_openvino import compiled_variants, cpu_flags, openvino_or_reason
+    from benchmark_openvino import compiled_variants, cpu_flags, openvino_or_reason, precisions
 
     from cornernet_tf import build_model, load_config
     from cornernet_tf.decode import decode
@@ -430,7 +436,7 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, thread
     model = build_model(load_config("hourglass104"))
     trained_like_weights(model)
     folded = inference_model(model, "float32")
-    bfloat16 = inference_model(model, "bfloat16")
+    bfloat16 = "bfloat16" in precisions()
     x = tf.random.stateless_normal([1, size, size, 3], seed=[1, 1])
     gflop = TEST_PATH_GFLOP_511 * ((size + 1) / 512) ** 2
 
@@ -443,13 +449,15 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, thread
         "network": path(model, False),
         "network + decode": path(model),
         "folded + decode": path(folded),
-        "folded bf16 + decode": path(bfloat16),
     }
+    if bfloat16:
+        variants["folded bf16 + decode"] = path(inference_model(model, "bfloat16"))
     if custom.load() is not None:
         variants["folded winograd + decode"] = path(inference_model(model, winograd=True))
-        variants["folded bf16 winograd + decode"] = path(
-            inference_model(model, "bfloat16", winograd=True)
-        )
+        if bfloat16:
+            variants["folded bf16 winograd + decode"] = path(
+                inference_model(model, "bfloat16", winograd=True)
+            )
     else:
         print(f"(no Winograd rows: {custom.load_error()})")
     runs = {name: lambda f=fn: list(f(x).values())[0].numpy() for name, fn in variants.items()}
@@ -495,11 +503,11 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, thread
         print("(the official time includes its _decode: compare it with the + decode rows)")
     print(f"(GFLOP/s: the direct convolutions' {gflop:.0f} GFLOP per second; Winograd does less)")
     print("\nceiling of this CPU, GFLOP/s, best of runs")
-    print(f"  {'':<40} {'float32':>8} {'bfloat16':>9}")
+    print(f"  {'':<40}" + "".join(f" {precision:>9}" for precision in precisions()))
     rows = compute_ceiling(repeats)
     for name, rates in rows.items():
-        print(f"  {name:<40} {rates['float32']:>8.0f} {rates['bfloat16']:>9.0f}")
-    for precision in ("float32", "bfloat16"):
+        print(f"  {name:<40}" + "".join(f" {rates[p]:>9.0f}" for p in precisions()))
+    for precision in precisions():
         best = max(r[precision] for name, r in rows.items() if name.startswith("TF"))
         floor = f"  TF {precision} at {best:.0f} GFLOP/s: at least {gflop / best:.2f} s"
         if official is not None:
@@ -525,12 +533,14 @@ def bench_squeeze(repeats: int, size: int, official_fn=None) -> None:
     import warnings
 
     import tensorflow as tf
+    from benchmark_openvino import precisions
 
     from cornernet_tf import build_model, load_config
     from cornernet_tf.decode import decode
     from cornernet_tf.ops import custom
     from cornernet_tf.optimize import bfloat16_slowness, inference_model
 
+    bfloat16 = "bfloat16" in precisions()
     model = build_model(load_config("squeeze"))
     trained_like_weights(model)
     params = sum(int(tf.size(w)) for w in model.trainable_weights)
@@ -546,13 +556,15 @@ def bench_squeeze(repeats: int, size: int, official_fn=None) -> None:
         variants = {
             "as trained + decode": path(model),
             "folded + decode": path(inference_model(model, "float32")),
-            "folded bf16 + decode": path(inference_model(model, "bfloat16")),
         }
+        if bfloat16:
+            variants["folded bf16 + decode"] = path(inference_model(model, "bfloat16"))
         if custom.load() is not None:
             variants["folded winograd + decode"] = path(inference_model(model, winograd=True))
-            variants["folded bf16 winograd + decode"] = path(
-                inference_model(model, "bfloat16", winograd=True)
-            )
+            if bfloat16:
+                variants["folded bf16 winograd + decode"] = path(
+                    inference_model(model, "bfloat16", winograd=True)
+                )
         else:
             notes.append(f"no Winograd rows: {custom.load_error()}")
     notes += sorted({str(w.message) for w in caught})
@@ -650,12 +662,17 @@ def main(argv=None) -> int:
             name = "CornerNet" if kind == "cornernet" else "CornerNet-Lite"
             parser.error(f"{flag} {path}: not a princeton-vl/{name} checkout")
     import tensorflow as tf
+    from benchmark_openvino import onednn_limits, precisions
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     threads = args.threads or os.cpu_count()
     print(f"TensorFlow {tf.__version__}, {cpu_name()}, {os.cpu_count()} CPUs, {threads} threads")
+    if limits := onednn_limits():
+        if "bfloat16" not in precisions():
+            limits += " (oneDNN has no bfloat16 kernels at that level: float32 rows only)"
+        print(limits)
     if args.compare_official:
         args.model = args.squeeze = args.saccade = args.train_step = True
     chosen = (

@@ -4,6 +4,7 @@ procedure (`cornernet_tf.openvino_ir`) against the SavedModel's graph, in the sa
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -31,6 +32,34 @@ def cpu_flags() -> str:
     return "CPU flags: " + ", ".join(shown)
 
 
+# oneDNN's instruction-set levels (ONEDNN_MAX_CPU_ISA) that have no bfloat16 kernels
+NO_BFLOAT16_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI")
+
+
+def onednn_limits() -> str | None:
+    """This process's oneDNN settings that change which kernels run, as a line, or None.
+    ONEDNN_MAX_CPU_ISA=AVX2 keeps TF's and OpenVINO's oneDNN to its AVX2 kernels, those an
+    AVX2-only CPU gets. TF_ENABLE_ONEDNN_OPTS=0: TF's own kernels (Eigen, with oneDNN's matrix
+    product) instead of its oneDNN operations."""
+    settings = [
+        f"{name}={os.environ[name]}"
+        for name in ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")
+        if os.environ.get(name)
+    ]
+    return "oneDNN settings: " + ", ".join(settings) if settings else None
+
+
+def precisions() -> tuple[str, ...]:
+    """The precisions to time: float32 and bfloat16, or float32 alone where ONEDNN_MAX_CPU_ISA
+    holds oneDNN below the bfloat16 kernels: TF and OpenVINO still see the CPU's bfloat16 flags,
+    choose oneDNN's bfloat16 kernels, and oneDNN refuses to create them."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    return ("float32",) if isa in NO_BFLOAT16_ISAS else ("float32", "bfloat16")
+
+
+HINTS = {"float32": "f32", "bfloat16": "bf16"}  # OpenVINO's INFERENCE_PRECISION_HINT
+
+
 def openvino_or_reason():
     """(the openvino module, None) or (None, why not)."""
     try:
@@ -42,14 +71,14 @@ def openvino_or_reason():
 
 def compiled_variants(function, spec, threads: int) -> dict:
     """A tf.function converted by OpenVINO (as `cornernet-export --openvino` converts) and
-    compiled in float32 and bfloat16: {row name: callable(numpy input)}."""
+    compiled in each of `precisions()`: {row name: callable(numpy input)}."""
     from cornernet_tf.openvino_ir import convert
 
     ov, _ = openvino_or_reason()
     converted = convert(function.get_concrete_function(spec))
     core, result = ov.Core(), {}
-    for name, hint in (("float32", "f32"), ("bfloat16", "bf16")):
-        settings = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads}
+    for name in precisions():
+        settings = {"INFERENCE_PRECISION_HINT": HINTS[name], "INFERENCE_NUM_THREADS": threads}
         result[f"OpenVINO {name} + decode"] = core.compile_model(converted, "CPU", settings)
     return result
 
@@ -71,8 +100,7 @@ def conv_rates(x, kernel, bias, repeats: int, precisions) -> dict[str, float] | 
     model = ov.Model([out], [data])
     seconds = {}
     for name in precisions:
-        hint = {"float32": "f32", "bfloat16": "bf16"}[name]
-        compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": HINTS[name]})
         compiled(x)
         times = []
         for _ in range(repeats):
@@ -96,9 +124,10 @@ def int8_missing() -> str | None:
 
 def bench_served(repeats: int, size: int, threads: int) -> None:
     """The served procedure on one 511-class image (fixed size input, flip test, decode,
-    soft-NMS): the SavedModel's graph in TF (float32, bfloat16) and the OpenVINO IR of it
-    (float32, bfloat16 hint, and int8 where NNCF is installed and the CPU has VNNI or AMX:
-    calibrated on 3 random images, so a speed, not an accuracy), interleaved rounds, seconds."""
+    soft-NMS): the SavedModel's graph in TF and the OpenVINO IR of it, in each of `precisions()`
+    (bfloat16 by OpenVINO's precision hint), and int8 where NNCF is installed and the CPU has
+    VNNI or AMX (calibrated on 3 random images, so a speed, not an accuracy); interleaved
+    rounds, seconds."""
     import dataclasses
 
     import numpy as np
@@ -119,7 +148,7 @@ def bench_served(repeats: int, size: int, threads: int) -> None:
     trained_like_weights(model)
     image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
     variants = {}
-    for precision in ("float32", "bfloat16"):
+    for precision in precisions():
         test = dataclasses.replace(config.test, precision=precision)
         network = inference_model(model, precision, corner_pool="tf")
         served = dataclasses.replace(config, test=test)
@@ -128,7 +157,7 @@ def bench_served(repeats: int, size: int, threads: int) -> None:
         variants[f"TF SavedModel graph, {precision}"] = lambda f=traced: f(tf.constant(image))
     with tempfile.TemporaryDirectory() as folder:
         export_openvino(model, config, folder, input_size=size)
-        for precision in ("float32", "bfloat16"):
+        for precision in precisions():
             run = load_openvino(folder, precision, threads)
             variants[f"OpenVINO IR, {precision}"] = lambda r=run: r(image)
         if no_int8 := int8_missing():

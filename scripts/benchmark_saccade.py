@@ -101,6 +101,7 @@ def official_rows(args, weights: Path, images: list[Path]) -> dict[str, tuple[fl
 
 def bench_saccade(args, folder: Path) -> None:
     import tensorflow as tf
+    from benchmark_openvino import precisions
 
     from cornernet_tf import build_model, load_config
     from cornernet_tf.convert import load_official_weights
@@ -117,15 +118,15 @@ def bench_saccade(args, folder: Path) -> None:
         load_official_weights(model, {key: state[key] for key in state.files}, str(weights))
     weights.unlink()
 
-    networks = {
-        "as trained": model,
-        "folded float32": inference_model(model, "float32"),
-        "folded bfloat16": inference_model(model, "bfloat16"),
-    }
+    bfloat16 = "bfloat16" in precisions()
+    networks = {"as trained": model, "folded float32": inference_model(model, "float32")}
+    if bfloat16:
+        networks["folded bfloat16"] = inference_model(model, "bfloat16")
     notes = []
     if custom.load() is not None:
         networks["folded float32 Winograd"] = inference_model(model, winograd=True)
-        networks["folded bfloat16 Winograd"] = inference_model(model, "bfloat16", winograd=True)
+        if bfloat16:
+            networks["folded bfloat16 Winograd"] = inference_model(model, "bfloat16", winograd=True)
     else:
         notes.append(f"no Winograd rows: {custom.load_error()}")
     spec = [tf.TensorSpec([None, None, 3], tf.uint8)]
