@@ -13,7 +13,7 @@ of unknown rank. Outputs as the SavedModel's (`cornernet_tf.serving.OUTPUT_KEYS`
 are float32; bfloat16 or float16 is chosen when the model is compiled, by OpenVINO's
 INFERENCE_PRECISION_HINT (`load_openvino(..., precision=)`). With calibration images the
 convolutions are quantised to int8 by NNCF (`export_openvino(..., int8_images=)`, the `int8`
-extra), on CPUs where int8 is faster (VNNI or AMX, `int8_unhelpful`).
+extra), on CPUs where int8 is faster (AVX2 and later, `int8_unhelpful`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from cornernet_tf.optimize import inference_model
 
 # precision name -> OpenVINO's INFERENCE_PRECISION_HINT on the CPU
 PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
-# /proc/cpuinfo flags of the int8 dot-product instructions that make int8 faster than float32
-INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+# /proc/cpuinfo flags under which OpenVINO's int8 convolutions beat its float32 ones: its int8
+# kernels need AVX2 (about half the float32 time there and with AVX-512; VNNI and AMX cut more)
+INT8_FLAGS = ("avx2",)
 # the operations int8 applies to; the rest of the graph (corner pools, decoding, soft-NMS) stays
 # in the compute precision: scores and boxes are never quantised
 INT8_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData")
@@ -190,14 +191,14 @@ def cpu_flags() -> set[str]:
 
 def int8_unhelpful(flags: set[str] | None = None) -> str | None:
     """Why int8 would not be faster than float32 on a CPU with these /proc/cpuinfo flags (None:
-    this CPU's), or None when it has an int8 dot-product instruction (VNNI or AMX)."""
+    this CPU's), or None when OpenVINO has int8 convolutions for it (INT8_FLAGS: AVX2)."""
     flags = cpu_flags() if flags is None else flags
     if flags & set(INT8_FLAGS):
         return None
     return (
-        f"int8 is not faster than float32 on this CPU: it has none of {', '.join(INT8_FLAGS)} "
-        "(the int8 dot products of Intel VNNI / AMX and AMD Zen 4 and later); use the float32 IR "
-        "with the bfloat16 or float32 precision"
+        "int8 is not faster than float32 on this CPU: it has no AVX2, which OpenVINO's int8 "
+        "convolutions need (with AVX2 they take about half the float32 time, with VNNI or AMX "
+        "less); use the float32 IR with the float32 precision"
     )
 
 

@@ -20,7 +20,7 @@ bfloat16: with --precision bfloat16 the TF.js model is the float32 variant, and 
 (`cornernet_tf.openvino_ir`; needs pip install ".[openvino]"), float32 weights. With --int8 IMAGES
 (a folder of images like those the model will serve; needs pip install ".[int8]") its
 convolutions are quantised to int8, calibrated on up to --int8-images of them; refused on a CPU
-without VNNI or AMX, where int8 is not faster.
+without AVX2, where OpenVINO has no int8 convolutions.
 """
 
 from __future__ import annotations
