@@ -10,9 +10,10 @@ the OpenVINO IRs and of the TF.js model with quantised weights.
 
 Defaults are what `make demo` leaves behind. Needs Node.js with web/node_modules (make web) and,
 for the Chromium rows, /usr/bin/chromium (--no-tfjs leaves the TF.js rows out); the OpenVINO rows
-need ".[openvino]", the int8 ones ".[int8]" and a CPU with VNNI or AMX; int8 is calibrated on
+need ".[openvino]", the int8 ones ".[int8]" and a CPU with AVX2; int8 is calibrated on
 --calibration (the training images). One image, batch 1, median of --repeats runs after a
-warm-up run; all rows in one run on one machine.
+warm-up run; all rows in one run on one machine. ONEDNN_MAX_CPU_ISA and TF_ENABLE_ONEDNN_OPTS
+are named in the first lines, as in scripts/benchmark.py (no bfloat16 row below AVX-512).
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def main(argv=None) -> int:
 
     import numpy as np
     import tensorflow as tf
+    from benchmark_openvino import onednn_limits  # scripts/
     from pycocotools.coco import COCO
 
     from cornernet_tf.export import export_saved_model
@@ -124,6 +126,8 @@ def main(argv=None) -> int:
     images = [tf.io.decode_image(p.read_bytes(), channels=3).numpy() for p in paths]
     first, encoded = images[0], paths[0].read_bytes()
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; model {args.weights}, input {size}")
+    if limits := onednn_limits():
+        print(limits)
 
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -231,11 +235,11 @@ def top_score_diff(outputs: list[dict], reference: list[dict]) -> float:
 
 
 def openvino_irs(model, config, scratch: Path, calibration: str) -> dict:
-    """{row name: (IR folder, run)} of the any-size OpenVINO IR in float32 and bfloat16 and of
+    """{row name: (IR folder, run)} of the any-size OpenVINO IR in each of `precisions()` and of
     its int8 version calibrated on up to 300 images of `calibration`; each row left out, with a
     line saying why, when its package, its CPU instructions or the calibration images are
     missing."""
-    from benchmark_openvino import int8_missing, openvino_or_reason  # scripts/
+    from benchmark_openvino import int8_missing, openvino_or_reason, precisions  # scripts/
 
     from cornernet_tf.openvino_ir import export_openvino, load_openvino
 
@@ -248,7 +252,7 @@ def openvino_irs(model, config, scratch: Path, calibration: str) -> dict:
             scratch / "openvino",
             load_openvino(scratch / "openvino", precision),
         )
-        for precision in ("float32", "bfloat16")
+        for precision in precisions()
     }
     files = sorted(Path(calibration).glob("*"))[:300]
     if reason := int8_missing():
