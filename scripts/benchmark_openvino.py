@@ -112,7 +112,7 @@ def conv_rates(x, kernel, bias, repeats: int, precisions) -> dict[str, float] | 
 
 
 def int8_missing() -> str | None:
-    """Why there is no int8 row (NNCF missing, no VNNI/AMX), or None."""
+    """Why there is no int8 row (NNCF missing, no AVX2), or None."""
     from cornernet_tf.openvino_ir import int8_unhelpful
 
     try:
@@ -126,7 +126,7 @@ def bench_served(repeats: int, size: int, threads: int) -> None:
     """The served procedure on one 511-class image (fixed size input, flip test, decode,
     soft-NMS): the SavedModel's graph in TF and the OpenVINO IR of it, in each of `precisions()`
     (bfloat16 by OpenVINO's precision hint), and int8 where NNCF is installed and the CPU has
-    VNNI or AMX (calibrated on 3 random images, so a speed, not an accuracy); interleaved
+    AVX2 (calibrated on 3 random images, so a speed, not an accuracy); interleaved
     rounds, seconds."""
     import dataclasses
 
