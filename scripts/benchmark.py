@@ -375,11 +375,11 @@ def trained_like_weights(model, seed: int = 0) -> None:
 @functools.cache
 def compute_ceiling(repeats: int) -> dict[str, dict[str, float]]:
     """GFLOP/s of the fastest work each engine does on this CPU, per precision (`precisions()`
-    of scripts/benchmark_openvino.py): a large matrix
-    product and the network's most common convolution (3x3, 256 -> 256 channels at 128 x 128,
-    bias, ReLU) in TF (oneDNN), and that convolution in OpenVINO when it is installed; each the
-    best of `repeats` runs. {row: {precision: rate}}. The test path cannot run faster than its
-    FLOPs at an engine's rates."""
+    of scripts/benchmark_openvino.py): a large matrix product and the network's most common
+    convolution (3x3, 256 -> 256 channels at 128 x 128, bias, ReLU) in TF (oneDNN), and that
+    convolution in OpenVINO when it is installed; each the best of `repeats` runs.
+    {row: {precision: rate}}. The test path cannot run faster than its FLOPs at an engine's
+    rates."""
     import numpy as np
     import tensorflow as tf
     from benchmark_openvino import conv_rates, precisions
