@@ -2,7 +2,7 @@
 """Benchmarks, printed as tables. Compare numbers only within one run: machines differ.
 
     python scripts/benchmark.py [--pools] [--model] [--squeeze] [--saccade] [--targets] [--data]
-        [--train-step] [--compare-official] [--repeats N] [--size 511] [--threads T]
+        [--train-step] [--ceiling] [--compare-official] [--repeats N] [--size 511] [--threads T]
         [--official-src CornerNet/] [--official-lite-src CornerNet-Lite/] [--torch-python PY]
 
 --pools: corner pool implementations vs a plain copy of the same tensor, [4,128,128,128] float32,
@@ -37,6 +37,9 @@
          heatmaps (80 classes) in the train step, and with --official-src the official loader.
 --train-step: one Hourglass-104 training step, batch 2 at 511, in seconds, float32 and
          mixed_bfloat16 (loss in float32), interleaved.
+--ceiling: the ceiling table of --model alone, a minute: GFLOP/s of a 4096^3 matmul and of the
+         3x3 256->256 convolution at 128 x 128 in TF and OpenVINO per precision, and that
+         convolution in OpenVINO in int8 (fake-quantised input and kernel) where the CPU has AVX2.
 --compare-official: --model, --squeeze, --saccade and --train-step, with the official rows when the
          official checkouts are given.
 Without any of these, all run. --threads T sets TF's intra- and inter-op threads (and the
@@ -377,12 +380,12 @@ def compute_ceiling(repeats: int) -> dict[str, dict[str, float]]:
     """GFLOP/s of the fastest work each engine does on this CPU, per precision (`precisions()`
     of scripts/benchmark_openvino.py): a large matrix product and the network's most common
     convolution (3x3, 256 -> 256 channels at 128 x 128, bias, ReLU) in TF (oneDNN), and that
-    convolution in OpenVINO when it is installed; each the best of `repeats` runs.
-    {row: {precision: rate}}. The test path cannot run faster than its FLOPs at an engine's
-    rates."""
+    convolution in OpenVINO when it is installed, there also in int8 where the CPU has AVX2;
+    each the best of `repeats` runs. {row: {precision: rate}}. The test path cannot run faster
+    than its FLOPs at an engine's rates."""
     import numpy as np
     import tensorflow as tf
-    from benchmark_openvino import conv_rates, precisions
+    from benchmark_openvino import conv_rates, int8_missing, precisions
 
     conv_flop = 2 * 128 * 128 * 256 * 256 * 9
     rows = {"TF matmul 4096 x 4096 x 4096": {}, "TF conv 3x3 256->256 at 128 x 128": {}}
@@ -406,7 +409,8 @@ def compute_ceiling(repeats: int) -> dict[str, dict[str, float]]:
             best = min(timed(lambda fn=fn: fn().numpy(), repeats))
             rows[name][dtype.name] = flop / best / 1e9
     kernel = np.transpose(w.numpy(), (3, 2, 0, 1))  # OIHW
-    openvino = conv_rates(x.numpy(), kernel, bias.numpy(), repeats, precisions())
+    int8 = () if int8_missing() else ("int8",)
+    openvino = conv_rates(x.numpy(), kernel, bias.numpy(), repeats, precisions() + int8)
     if openvino:
         rows["OpenVINO conv 3x3 256->256 at 128 x 128"] = {
             name: conv_flop / seconds / 1e9 for name, seconds in openvino.items()
@@ -502,17 +506,33 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, thread
     if official is not None:
         print("(the official time includes its _decode: compare it with the + decode rows)")
     print(f"(GFLOP/s: the direct convolutions' {gflop:.0f} GFLOP per second; Winograd does less)")
-    print("\nceiling of this CPU, GFLOP/s, best of runs")
-    print(f"  {'':<40}" + "".join(f" {precision:>9}" for precision in precisions()))
-    rows = compute_ceiling(repeats)
-    for name, rates in rows.items():
-        print(f"  {name:<40}" + "".join(f" {rates[p]:>9.0f}" for p in precisions()))
+    rows = print_ceiling(repeats)
     for precision in precisions():
         best = max(r[precision] for name, r in rows.items() if name.startswith("TF"))
         floor = f"  TF {precision} at {best:.0f} GFLOP/s: at least {gflop / best:.2f} s"
         if official is not None:
             floor += f", {gflop / best / official:.2f} x official"
         print(floor)
+
+
+def print_ceiling(repeats: int) -> dict[str, dict[str, float]]:
+    """Prints `compute_ceiling` as a table and returns it."""
+    from benchmark_openvino import cpu_flags, precisions
+
+    rows = compute_ceiling(repeats)
+    columns = [p for p in ("float32", "bfloat16", "int8") if any(p in r for r in rows.values())]
+    print(f"\nceiling of this CPU, GFLOP/s (int8: GOP/s), best of {repeats} runs; {cpu_flags()}")
+    print(f"  {'':<40}" + "".join(f" {column:>9}" for column in columns))
+    for name, rates in rows.items():
+        cells = (f"{rates[c]:>9.0f}" if c in rates else f"{'':>9}" for c in columns)
+        print(f"  {name:<40} " + " ".join(cells))
+    openvino = rows.get("OpenVINO conv 3x3 256->256 at 128 x 128", {})
+    if "int8" in openvino:
+        ratio = openvino["float32"] / openvino["int8"]
+        print(f"  OpenVINO int8 convolution / float32, time: {ratio:.2f}")
+    if "bfloat16" not in precisions():
+        print("  (no bfloat16 column: ONEDNN_MAX_CPU_ISA holds oneDNN below its bfloat16 kernels)")
+    return rows
 
 
 def squeeze_size(size: int) -> int:
@@ -637,6 +657,7 @@ def main(argv=None) -> int:
     parser.add_argument("--targets", action="store_true")
     parser.add_argument("--data", action="store_true")
     parser.add_argument("--train-step", action="store_true")
+    parser.add_argument("--ceiling", action="store_true", help="the ceiling table of --model alone")
     parser.add_argument(
         "--compare-official",
         action="store_true",
@@ -683,6 +704,7 @@ def main(argv=None) -> int:
         args.targets,
         args.data,
         args.train_step,
+        args.ceiling,
     )
     everything = not any(chosen)
     if args.pools or everything:
@@ -692,6 +714,8 @@ def main(argv=None) -> int:
         bench_data(args)
     if args.train_step or everything:
         bench_train_step(args.repeats)
+    if args.ceiling and not (args.model or everything):
+        print_ceiling(args.repeats)
     if args.model or everything:
         from benchmark_openvino import bench_served
 

@@ -84,8 +84,10 @@ def compiled_variants(function, spec, threads: int) -> dict:
 
 
 def conv_rates(x, kernel, bias, repeats: int, precisions) -> dict[str, float] | None:
-    """Seconds (best of `repeats`) of relu(conv3x3(x, kernel) + bias) in OpenVINO, per precision
-    hint (float32, bfloat16); x NHWC, kernel OIHW. None without OpenVINO."""
+    """Seconds (best of `repeats`) of relu(conv3x3(x, kernel) + bias) in OpenVINO, per precision:
+    float32, bfloat16 (precision hints), int8 (input and kernel fake-quantised over their
+    ranges, as NNCF quantises, so OpenVINO runs an int8 convolution); x NHWC, kernel OIHW. None
+    without OpenVINO."""
     import numpy as np
 
     ov, _ = openvino_or_reason()
@@ -93,14 +95,22 @@ def conv_rates(x, kernel, bias, repeats: int, precisions) -> dict[str, float] | 
         return None
     from openvino import opset13 as ops
 
-    data = ops.parameter(x.shape, np.float32)
-    nchw = ops.transpose(data, np.int64([0, 3, 1, 2]))
-    conv = ops.convolution(nchw, ops.constant(kernel), [1, 1], [1, 1], [1, 1], [1, 1])
-    out = ops.relu(ops.add(conv, ops.constant(bias.reshape(1, -1, 1, 1))))
-    model = ov.Model([out], [data])
+    def model(int8: bool):
+        data = ops.parameter(x.shape, np.float32)
+        nchw = ops.transpose(data, np.int64([0, 3, 1, 2]))
+        weights = ops.constant(kernel)
+        if int8:
+            low, high, limit = np.float32(x.min()), np.float32(x.max()), np.abs(kernel).max()
+            nchw = ops.fake_quantize(nchw, low, high, low, high, 256)
+            weights = ops.fake_quantize(weights, -limit, limit, -limit, limit, 255)
+        conv = ops.convolution(nchw, weights, [1, 1], [1, 1], [1, 1], [1, 1])
+        out = ops.relu(ops.add(conv, ops.constant(bias.reshape(1, -1, 1, 1))))
+        return ov.Model([out], [data])
+
     seconds = {}
     for name in precisions:
-        compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": HINTS[name]})
+        hint = {"INFERENCE_PRECISION_HINT": HINTS.get(name, "f32")}
+        compiled = ov.Core().compile_model(model(name == "int8"), "CPU", hint)
         compiled(x)
         times = []
         for _ in range(repeats):
