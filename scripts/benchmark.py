@@ -517,7 +517,7 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, thread
 
 def print_ceiling(repeats: int) -> dict[str, dict[str, float]]:
     """Prints `compute_ceiling` as a table and returns it."""
-    from benchmark_openvino import cpu_flags, precisions
+    from benchmark_openvino import cpu_flags
 
     rows = compute_ceiling(repeats)
     columns = [p for p in ("float32", "bfloat16", "int8") if any(p in r for r in rows.values())]
@@ -530,8 +530,6 @@ def print_ceiling(repeats: int) -> dict[str, dict[str, float]]:
     if "int8" in openvino:
         ratio = openvino["float32"] / openvino["int8"]
         print(f"  OpenVINO int8 convolution / float32, time: {ratio:.2f}")
-    if "bfloat16" not in precisions():
-        print("  (no bfloat16 column: ONEDNN_MAX_CPU_ISA holds oneDNN below its bfloat16 kernels)")
     return rows
 
 

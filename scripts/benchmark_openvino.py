@@ -57,9 +57,6 @@ def precisions() -> tuple[str, ...]:
     return ("float32",) if isa in NO_BFLOAT16_ISAS else ("float32", "bfloat16")
 
 
-HINTS = {"float32": "f32", "bfloat16": "bf16"}  # OpenVINO's INFERENCE_PRECISION_HINT
-
-
 def openvino_or_reason():
     """(the openvino module, None) or (None, why not)."""
     try:
@@ -72,13 +69,14 @@ def openvino_or_reason():
 def compiled_variants(function, spec, threads: int) -> dict:
     """A tf.function converted by OpenVINO (as `cornernet-export --openvino` converts) and
     compiled in each of `precisions()`: {row name: callable(numpy input)}."""
-    from cornernet_tf.openvino_ir import convert
+    from cornernet_tf.openvino_ir import PRECISION_HINTS, convert
 
     ov, _ = openvino_or_reason()
     converted = convert(function.get_concrete_function(spec))
     core, result = ov.Core(), {}
     for name in precisions():
-        settings = {"INFERENCE_PRECISION_HINT": HINTS[name], "INFERENCE_NUM_THREADS": threads}
+        hint = PRECISION_HINTS[name]
+        settings = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads}
         result[f"OpenVINO {name} + decode"] = core.compile_model(converted, "CPU", settings)
     return result
 
@@ -95,6 +93,8 @@ def conv_rates(x, kernel, bias, repeats: int, precisions) -> dict[str, float] | 
         return None
     from openvino import opset13 as ops
 
+    from cornernet_tf.openvino_ir import PRECISION_HINTS
+
     def model(int8: bool):
         data = ops.parameter(x.shape, np.float32)
         nchw = ops.transpose(data, np.int64([0, 3, 1, 2]))
@@ -109,7 +109,7 @@ def conv_rates(x, kernel, bias, repeats: int, precisions) -> dict[str, float] | 
 
     seconds = {}
     for name in precisions:
-        hint = {"INFERENCE_PRECISION_HINT": HINTS.get(name, "f32")}
+        hint = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS.get(name, "f32")}
         compiled = ov.Core().compile_model(model(name == "int8"), "CPU", hint)
         compiled(x)
         times = []
