@@ -424,6 +424,31 @@ def float32_ceiling(repeats: int) -> dict[str, float]:
     return {name: r["float32"] for name, r in rows.items() if name.startswith("TF")}
 
 
+def folded_forms(model) -> tuple[dict[tuple[str, bool], object], list[str]]:
+    """The inference networks Detector and export build from `model`: BatchNorm folded, float32
+    and (where oneDNN has bfloat16 kernels) bfloat16, each also with Winograd 3x3 convolutions
+    when the compiled ops load. Returns ({(precision, winograd): network}, notes), in that order:
+    float32, bfloat16, float32 Winograd, bfloat16 Winograd."""
+    from benchmark_openvino import precisions
+
+    from cornernet_tf.ops import custom
+    from cornernet_tf.optimize import inference_model
+
+    kinds = [(precision, False) for precision in precisions()]
+    notes = []
+    if custom.load() is not None:
+        kinds += [(precision, True) for precision in precisions()]
+    else:
+        notes.append(f"no Winograd rows: {custom.load_error()}")
+    forms = {(p, w): inference_model(model, p, winograd=w) for p, w in kinds}
+    return forms, notes
+
+
+def form_name(precision: str, winograd: bool) -> str:
+    """The row name of a `folded_forms` network in the --model and --squeeze tables."""
+    return "folded" + (" bf16" if precision == "bfloat16" else "") + (" winograd" * winograd)
+
+
 def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, threads: int = 0) -> None:
     """The Hourglass-104 test path, batch 1: the network alone and with decode, as built for
     training and as Detector / export run it (BatchNorm folded; float32, bfloat16, and both with
@@ -434,13 +459,11 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, thread
 
     from cornernet_tf import build_model, load_config
     from cornernet_tf.decode import decode
-    from cornernet_tf.ops import custom
-    from cornernet_tf.optimize import bfloat16_slowness, inference_model
+    from cornernet_tf.optimize import bfloat16_slowness
 
     model = build_model(load_config("hourglass104"))
     trained_like_weights(model)
-    folded = inference_model(model, "float32")
-    bfloat16 = "bfloat16" in precisions()
+    forms, notes = folded_forms(model)
     x = tf.random.stateless_normal([1, size, size, 3], seed=[1, 1])
     gflop = TEST_PATH_GFLOP_511 * ((size + 1) / 512) ** 2
 
@@ -449,28 +472,17 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, thread
             return tf.function(lambda t: decode(network(t, training=False)))
         return tf.function(lambda t: network(t, training=False))
 
-    variants = {
-        "network": path(model, False),
-        "network + decode": path(model),
-        "folded + decode": path(folded),
-    }
-    if bfloat16:
-        variants["folded bf16 + decode"] = path(inference_model(model, "bfloat16"))
-    if custom.load() is not None:
-        variants["folded winograd + decode"] = path(inference_model(model, winograd=True))
-        if bfloat16:
-            variants["folded bf16 winograd + decode"] = path(
-                inference_model(model, "bfloat16", winograd=True)
-            )
-    else:
-        print(f"(no Winograd rows: {custom.load_error()})")
+    variants = {"network": path(model, False), "network + decode": path(model)}
+    variants |= {f"{form_name(*kind)} + decode": path(net) for kind, net in forms.items()}
+    for note in notes:
+        print(f"({note})")
     runs = {name: lambda f=fn: list(f(x).values())[0].numpy() for name, fn in variants.items()}
     ov, no_openvino = openvino_or_reason()
     if ov is not None:  # the folded float32 test path, converted by OpenVINO
         spec = tf.TensorSpec(x.shape, tf.float32)
         inputs = x.numpy()
         for name, compiled in compiled_variants(
-            path(folded), spec, threads or os.cpu_count()
+            path(forms["float32", False]), spec, threads or os.cpu_count()
         ).items():
             runs[name] = lambda c=compiled: c(inputs)
     times = {name: [] for name in runs}
@@ -551,14 +563,11 @@ def bench_squeeze(repeats: int, size: int, official_fn=None) -> None:
     import warnings
 
     import tensorflow as tf
-    from benchmark_openvino import precisions
 
     from cornernet_tf import build_model, load_config
     from cornernet_tf.decode import decode
-    from cornernet_tf.ops import custom
-    from cornernet_tf.optimize import bfloat16_slowness, inference_model
+    from cornernet_tf.optimize import bfloat16_slowness
 
-    bfloat16 = "bfloat16" in precisions()
     model = build_model(load_config("squeeze"))
     trained_like_weights(model)
     params = sum(int(tf.size(w)) for w in model.trainable_weights)
@@ -568,23 +577,11 @@ def bench_squeeze(repeats: int, size: int, official_fn=None) -> None:
     def path(network):
         return tf.function(lambda t: decode(network(t, training=False), **SQUEEZE_TEST))
 
-    notes = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        variants = {
-            "as trained + decode": path(model),
-            "folded + decode": path(inference_model(model, "float32")),
-        }
-        if bfloat16:
-            variants["folded bf16 + decode"] = path(inference_model(model, "bfloat16"))
-        if custom.load() is not None:
-            variants["folded winograd + decode"] = path(inference_model(model, winograd=True))
-            if bfloat16:
-                variants["folded bf16 winograd + decode"] = path(
-                    inference_model(model, "bfloat16", winograd=True)
-                )
-        else:
-            notes.append(f"no Winograd rows: {custom.load_error()}")
+        forms, notes = folded_forms(model)
+    variants = {"as trained + decode": path(model)}
+    variants |= {f"{form_name(*kind)} + decode": path(net) for kind, net in forms.items()}
     notes += sorted({str(w.message) for w in caught})
     times = {name: [] for name in variants}
     for fn in variants.values():
@@ -744,7 +741,8 @@ def main(argv=None) -> int:
     if not args.official_lite_src and (everything or args.squeeze or args.saccade):
         print(
             "\n(no official CornerNet-Lite rows: add --official-lite-src CornerNet-Lite/ "
-            "--torch-python PY with a princeton-vl/CornerNet-Lite checkout and a Python with torch)"
+            "--torch-python PY with a princeton-vl/CornerNet-Lite checkout and a Python with "
+            "torch; --saccade also needs opencv-python-headless, tqdm and Cython there)"
         )
     return 0
 

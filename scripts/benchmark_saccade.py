@@ -101,12 +101,10 @@ def official_rows(args, weights: Path, images: list[Path]) -> dict[str, tuple[fl
 
 def bench_saccade(args, folder: Path) -> None:
     import tensorflow as tf
-    from benchmark_openvino import precisions
+    from benchmark import float32_ceiling, folded_forms
 
     from cornernet_tf import build_model, load_config
     from cornernet_tf.convert import load_official_weights
-    from cornernet_tf.ops import custom
-    from cornernet_tf.optimize import inference_model
     from cornernet_tf.saccade import saccade_detect, saccade_network, saccade_stages
 
     images = write_images(folder)
@@ -118,17 +116,10 @@ def bench_saccade(args, folder: Path) -> None:
         load_official_weights(model, {key: state[key] for key in state.files}, str(weights))
     weights.unlink()
 
-    bfloat16 = "bfloat16" in precisions()
-    networks = {"as trained": model, "folded float32": inference_model(model, "float32")}
-    if bfloat16:
-        networks["folded bfloat16"] = inference_model(model, "bfloat16")
-    notes = []
-    if custom.load() is not None:
-        networks["folded float32 Winograd"] = inference_model(model, winograd=True)
-        if bfloat16:
-            networks["folded bfloat16 Winograd"] = inference_model(model, "bfloat16", winograd=True)
-    else:
-        notes.append(f"no Winograd rows: {custom.load_error()}")
+    forms, notes = folded_forms(model)
+    networks = {"as trained": model}
+    for (precision, winograd), network in forms.items():
+        networks[f"folded {precision}" + " Winograd" * winograd] = network
     spec = [tf.TensorSpec([None, None, 3], tf.uint8)]
     variants = {
         name: tf.function(
@@ -195,12 +186,6 @@ def bench_saccade(args, folder: Path) -> None:
     print(line)
     if official:
         print("(crops: ours/official; (Nx): our time / the official time of the same image)")
-    else:
-        print(
-            "(no official column: add --official-lite-src CornerNet-Lite/ --torch-python PY, a "
-            "Python with torch, opencv-python-headless, tqdm and Cython)"
-        )
-    from benchmark import float32_ceiling
 
     rates = float32_ceiling(args.repeats)
     rate, which = max(rates.values()), max(rates, key=rates.get)
