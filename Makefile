@@ -70,10 +70,10 @@ web: $(NODE_STAMP)
 serve-web: $(STAMP)
 	$(PY) scripts/serve_web.py
 
-# offline, a few minutes: no Hourglass-104, end-to-end, browser or package-registry tests; the
-# compiled-op tests run when `make ops` has built them and are skipped (with the reason) if not
+# offline, a few minutes: no Hourglass-104, end-to-end, browser, package-registry or heavy tests;
+# the compiled-op tests run when `make ops` has built them and are skipped (with the reason) if not
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow and not e2e and not web and not network"
+	$(PY) -m pytest -m "not slow and not e2e and not web and not network and not heavy"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -281,6 +281,7 @@ def test_export_uses_the_pure_tf_corner_pool(tiny_weights, tmp_path):
     assert model.corner_pool == "custom"
 
 
+@pytest.mark.heavy
 def test_saccade_saved_model_equals_the_python_pipeline(test_images, tmp_path):
     """CornerNet-Saccade's whole procedure (glance, attention crops, per-class soft-NMS) in the
     same two signatures, stock ops only, equal to the Python Detector in a clean process. Seeded

@@ -245,6 +245,7 @@ def test_convert_reads_an_official_saccade_checkpoint(tmp_path):
     assert len(model.weights) == len(official) and len(attention) == 2 * 2 * 4
 
 
+@pytest.mark.heavy
 def test_tiny_saccade_learns_from_the_saccade_sampling(shapes):
     """make_dataset with data.sampling saccade gives 255 x 255 crops, sparse corner targets, the
     ignored boxes and the three attention targets; the train step draws the heatmaps and the

@@ -211,6 +211,7 @@ def test_no_pair_on_the_saved_maps_as_officially(reference):
     assert np.all(dets["scores"].numpy() == -1) and np.all(reference["detections"][..., 4] == -1)
 
 
+@pytest.mark.heavy
 def test_tiny_squeeze_learns_from_stride_8_targets(shapes):
     """The input pipeline makes targets on the 16 x 16 maps of a stride-8 network at 127, and the
     train step fits one batch of them: the loss falls by more than half in 20 steps."""

@@ -231,6 +231,7 @@ def test_missing_training_data_is_a_clear_error(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_tiny_model_overfits_two_images(tmp_path):
     import keras
 
