@@ -1,5 +1,6 @@
 """Shared test helpers: fixture loading and small builders."""
 
+import json
 import pickle
 import struct
 from pathlib import Path
@@ -115,6 +116,20 @@ def make_lite_weights_module():
     finally:
         sys.path.remove(str(DATA))
     return module
+
+
+def official_lite_weights(kind: str, seed: int) -> dict[str, np.ndarray]:
+    """A CornerNet-Lite state_dict as the official code names and shapes it
+    (tests/data/<kind>_manifest.json: squeeze, saccade, micro_squeeze, micro_saccade), with the
+    seeded values of make_lite_weights.py; seed 0 of a full model is checked against the value
+    recorded when the parity fixtures were made."""
+    module = make_lite_weights_module()
+    manifest = json.loads((DATA / f"{kind}_manifest.json").read_text())
+    weights = module.make_lite_weights(manifest, seed)
+    if seed == 0 and kind in module.SEED0_CHECK:
+        key, index, expected = module.SEED0_CHECK[kind]
+        np.testing.assert_allclose(weights[key][index], expected, rtol=1e-6)
+    return weights
 
 
 def convert_lite(weights, config: str, folder):

@@ -21,7 +21,7 @@ from tests.helpers import (
     OFFICIAL_NAMES,
     convert_lite,
     load_fixture,
-    make_lite_weights_module,
+    official_lite_weights,
     official_parts,
     run_script,
 )
@@ -31,12 +31,7 @@ ATTENTION = {f"attention_{i}": (16 * 2**i, 16 * 2**i) for i in range(3)}  # 255 
 
 @pytest.fixture(scope="module")
 def lite_weights():
-    manifest = json.loads((DATA / "saccade_manifest.json").read_text())
-    module = make_lite_weights_module()
-    weights = module.make_lite_weights(manifest, 0)
-    key, index, expected = module.SEED0_CHECK["saccade"]
-    np.testing.assert_allclose(weights[key][index], expected, rtol=1e-6)
-    return weights
+    return official_lite_weights("saccade", 0)
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +149,7 @@ def test_bfloat16_is_within_its_measured_tolerance(converted, reference, fold):
 
 
 def test_squeeze_checkpoint_is_refused_naming_the_first_mismatch(saccade):
-    manifest = json.loads((DATA / "squeeze_manifest.json").read_text())
-    squeeze = make_lite_weights_module().make_lite_weights(manifest, 0)
+    squeeze = official_lite_weights("squeeze", 0)
     with pytest.raises(WeightMismatchError) as info:
         load_official_weights(saccade, squeeze, source="CornerNet_Squeeze_500000.pkl")
     message = str(info.value)
@@ -234,8 +228,7 @@ def test_convert_reads_an_official_saccade_checkpoint(tmp_path):
     assert run_script("convert_weights", *args) == 0
     model = build_model(load_config("tiny", MICRO))
     model.load_weights(str(output))
-    manifest = json.loads((DATA / "micro_saccade_manifest.json").read_text())
-    official = make_lite_weights_module().make_lite_weights(manifest, 3)
+    official = official_lite_weights("micro_saccade", 3)
     official = {lite_to_cornernet(key): value for key, value in official.items()}
     for variable in model.weights:
         value = official[official_key(variable.path)]

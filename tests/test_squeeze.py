@@ -22,7 +22,7 @@ from tests.helpers import (
     OFFICIAL_NAMES,
     convert_lite,
     load_fixture,
-    make_lite_weights_module,
+    official_lite_weights,
     official_parts,
     run_script,
 )
@@ -30,12 +30,7 @@ from tests.helpers import (
 
 @pytest.fixture(scope="module")
 def lite_weights():
-    manifest = json.loads((DATA / "squeeze_manifest.json").read_text())
-    module = make_lite_weights_module()
-    weights = module.make_lite_weights(manifest, 0)
-    key, index, expected = module.SEED0_CHECK["squeeze"]
-    np.testing.assert_allclose(weights[key][index], expected, rtol=1e-6)
-    return weights
+    return official_lite_weights("squeeze", 0)
 
 
 @pytest.fixture(scope="module")
@@ -260,8 +255,7 @@ def test_convert_reads_official_lite_checkpoints(name, tmp_path):
     assert run_script("convert_weights", *args) == 0
     model = build_model(load_config("tiny_squeeze", MICRO))
     model.load_weights(str(output))
-    manifest = json.loads((DATA / "micro_squeeze_manifest.json").read_text())
-    official = make_lite_weights_module().make_lite_weights(manifest, 3)
+    official = official_lite_weights("micro_squeeze", 3)
     official = {lite_to_cornernet(key): value for key, value in official.items()}
     depthwise = 0
     for variable in model.weights:
