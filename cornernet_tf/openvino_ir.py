@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf.config import Config, category_ids
+from cornernet_tf.cpu import cpu_flags
 from cornernet_tf.export import serving_functions
 from cornernet_tf.optimize import inference_model
 
@@ -177,22 +178,10 @@ def _top_k_from_unstable(ops, node, index_type: str):
     return values.output(0), indices.output(0)
 
 
-def cpu_flags() -> set[str]:
-    """The flags of this CPU in /proc/cpuinfo (empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def int8_unhelpful(flags: set[str] | None = None) -> str | None:
     """Why int8 would not be faster than float32 on a CPU with these /proc/cpuinfo flags (None:
     this CPU's), or None when OpenVINO has int8 convolutions for it (INT8_FLAGS: AVX2)."""
-    flags = cpu_flags() if flags is None else flags
+    flags = (cpu_flags() or set()) if flags is None else flags
     if flags & set(INT8_FLAGS):
         return None
     return (

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import platform
 import warnings
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from cornernet_tf.cpu import cpu_flags
 from cornernet_tf.layers import BN_EPSILON
 from cornernet_tf.model import PRECISIONS, CornerNet
 from cornernet_tf.ops import custom
@@ -211,13 +211,10 @@ def _assign(copy: CornerNet, weights: dict) -> None:
         variable.assign(weights[variable.path])
 
 
-def has_native_bfloat16(cpuinfo: str) -> bool:
-    """Whether /proc/cpuinfo text lists a bfloat16 instruction set (AVX-512 BF16 or AMX-BF16)."""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags" and set(value.split()) & set(NATIVE_BF16_FLAGS):
-            return True
-    return False
+def has_native_bfloat16(flags: set[str]) -> bool:
+    """Whether CPU flags (`cornernet_tf.cpu.cpu_flags`) include a bfloat16 instruction set
+    (AVX-512 BF16 or AMX-BF16)."""
+    return bool(flags & set(NATIVE_BF16_FLAGS))
 
 
 def bfloat16_slowness() -> str | None:
@@ -227,11 +224,8 @@ def bfloat16_slowness() -> str | None:
         return None
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         return None
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    if has_native_bfloat16(cpuinfo):
+    flags = cpu_flags()
+    if flags is None or has_native_bfloat16(flags):
         return None
     return (
         "precision bfloat16 will be slow on this machine: its CPU has no native bfloat16 "

@@ -23,10 +23,10 @@ CPU_FLAGS = (
 
 def cpu_flags() -> str:
     """Which of the flags that decide the engines' kernels this CPU has (/proc/cpuinfo)."""
-    from cornernet_tf.openvino_ir import cpu_flags as flags_of_this_cpu
+    from cornernet_tf.cpu import cpu_flags as flags_of_this_cpu
 
     flags = flags_of_this_cpu()
-    if not flags:
+    if flags is None:
         return "CPU flags: unknown (no /proc/cpuinfo)"
     shown = [f"{flag} {'yes' if flag in flags else 'no'}" for flag in CPU_FLAGS]
     return "CPU flags: " + ", ".join(shown)

@@ -336,10 +336,10 @@ def test_the_build_uses_avx2_where_the_cpu_has_it(monkeypatch):
     it runs before the package is installed)."""
     import platform
 
-    from cornernet_tf.ops import custom
+    from cornernet_tf.cpu import cpu_flags as loader_flags
     from custom_ops.build import cpu_flags, isa_flags
 
-    assert cpu_flags() == custom.cpu_flags()
+    assert cpu_flags() == loader_flags()
 
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
     assert isa_flags({"avx", "avx2", "fma"}) == (["-mavx", "-mavx2"], ["avx", "avx2"])

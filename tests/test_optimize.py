@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from cornernet_tf import ConfigError, build_model, load_config
+from cornernet_tf.cpu import flags_in
 from cornernet_tf.heads import HEAD_NAMES
 from cornernet_tf.inference import Detector
 from cornernet_tf.optimize import (
@@ -148,16 +149,35 @@ bogomips\t: 4000.00
 
 
 def test_native_bfloat16_is_read_from_the_cpu_flags():
-    assert has_native_bfloat16(CPUINFO.format(extra="avx512_bf16"))
-    assert has_native_bfloat16(CPUINFO.format(extra="amx_tile amx_bf16"))
-    assert not has_native_bfloat16(CPUINFO.format(extra="avx512_fp16"))
-    assert not has_native_bfloat16("model name\t: avx512_bf16 in a name, not a flag\n")
+    assert has_native_bfloat16(flags_in(CPUINFO.format(extra="avx512_bf16")))
+    assert has_native_bfloat16(flags_in(CPUINFO.format(extra="amx_tile amx_bf16")))
+    assert not has_native_bfloat16(flags_in(CPUINFO.format(extra="avx512_fp16")))
+    assert flags_in("model name\t: avx512_bf16 in a name, not a flag\n") == set()
+    assert flags_in(CPUINFO.format(extra="")) == {
+        "fpu",
+        "vme",
+        "sse2",
+        "avx2",
+        "avx512f",
+        "avx512_vnni",
+    }
+
+
+def test_cpu_flags_are_unknown_without_proc_cpuinfo(monkeypatch, tmp_path):
+    import cornernet_tf.cpu as cpu
+
+    monkeypatch.setattr(cpu, "CPUINFO", tmp_path / "absent")
+    assert cpu.cpu_flags() is None
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(CPUINFO.format(extra="avx512_bf16"))
+    monkeypatch.setattr(cpu, "CPUINFO", cpuinfo)
+    assert "avx512_bf16" in cpu.cpu_flags()
 
 
 def test_slowness_warning_says_why(monkeypatch):
     import cornernet_tf.optimize as optimize
 
-    monkeypatch.setattr(optimize.Path, "read_text", lambda self: CPUINFO.format(extra=""))
+    monkeypatch.setattr(optimize, "cpu_flags", lambda: flags_in(CPUINFO.format(extra="")))
     monkeypatch.setattr(optimize.platform, "system", lambda: "Linux")
     monkeypatch.setattr(optimize.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(optimize.tf.config, "list_physical_devices", lambda kind: [])

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from cornernet_tf.cpu import cpu_flags
+
 LIBRARY = Path(__file__).with_name("_custom_ops.so")
 DTYPES = (tf.float32, tf.float16, tf.bfloat16)
 OPS = ("corner_pool", "corner_pool_grad", "winograd_input", "winograd_output")
@@ -42,16 +44,6 @@ def load():
         except AttributeError as error:
             _error = f"{LIBRARY.name} was built from other sources (run `make ops` again): {error}"
     return _module
-
-
-def cpu_flags() -> set[str] | None:
-    """The flags of /proc/cpuinfo, or None where there is no such file."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
 
 
 def _refusal(flags: set[str] | None) -> str | None:
