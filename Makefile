@@ -48,7 +48,7 @@ browser:
 test: $(STAMP) $(OPS) $(NODE_STAMP) browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest -m "not heavy"
-	@echo "make test left out the tests marked heavy (minutes each: see pyproject.toml); make test-heavy runs them, and CI runs both"
+	@echo "make test left out the tests marked heavy (half a minute or more each: see pyproject.toml); make test-heavy runs them, and CI runs both"
 
 # the tests marked heavy (CI runs them after make test)
 test-heavy: $(STAMP) $(OPS)
