@@ -44,11 +44,17 @@ def is_disk_full(error: BaseException, writing: bool = False) -> bool:
 
 def reason(error: BaseException, writing: bool = False) -> str:
     """One line on why `error` happened, without TensorFlow's op names around it; it starts
-    with "disk full" for a full disk."""
+    with "disk full" for a full disk. Of a graph error ("Graph execution error:", then where the
+    failing node was defined, then the op's own message) it is the op's message."""
     if isinstance(error, OSError) and error.strerror:
         text = error.strerror + (f": {error.filename}" if error.filename else "")
     else:
         text = str(getattr(error, "message", None) or error)
-        text = re.sub(r"\{\{[^}]*\}\}|\[Op:\w+\]|\s+name:\s*$", "", text).strip()
-        text = text.splitlines()[0].strip() if text else type(error).__name__
+        text = re.sub(r"\{\{[^}]*\}\}|\[Op:\w+\]|\s+name:\s*$", "", text)
+        lines = [line.strip() for line in text.splitlines()]
+        lines = [line for line in lines if line and line != "[[]]"]
+        if lines[:1] == ["Graph execution error:"] and len(lines) > 1:
+            text = lines[-1]
+        else:
+            text = lines[0] if lines else type(error).__name__
     return f"disk full ({text})" if is_disk_full(error, writing) else text

@@ -279,3 +279,20 @@ def test_min_usable_must_be_a_fraction(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
         train(tmp_path, capsys, "--min-usable", "2")
     assert exit.value.code == 2 and "2 is not a number between 0 and 1" in capsys.readouterr().err
+
+
+def test_a_graph_execution_error_is_told_by_its_cause():
+    """TensorFlow's graph errors start "Graph execution error:" and put where the node was
+    defined before the op's own message: the one-line reason is that message."""
+    from cornernet_tf.files import reason
+
+    @tf.function
+    def gather(x):
+        return tf.gather(x, [5])
+
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        gather(tf.constant([1, 2]))
+    assert str(info.value).startswith("Graph execution error:")
+    assert reason(info.value) == "indices[0] = 5 is not in [0, 2)"
+    eager = tf.errors.InvalidArgumentError(None, None, "bad value\n\tmore detail")
+    assert reason(eager) == "bad value"
