@@ -118,16 +118,22 @@ def test_kill_minus_9_then_resume_continues_exactly(shapes, tmp_path):
     assert finished.returncode == 2 and "finished run" in finished.stderr  # no silent overwrite
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: all bound at once, so that none is handed out twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("localhost", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @pytest.mark.e2e
 @pytest.mark.heavy
 def test_multiworker_two_processes_agree(shapes, tmp_path):
-    ports = [free_port(), free_port()]
+    ports = free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     args = ["--strategy", "multiworker", "--quiet", "--out", str(tmp_path / "mw")]
     args += overrides(shapes, **{"train.steps": 2, "train.log_images_every": 0})
