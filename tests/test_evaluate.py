@@ -1,12 +1,19 @@
 """COCO evaluation, image reading, and the evaluate / detect scripts on a small folder."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cornernet_tf.evaluate import STAT_NAMES, AnnotationError, CocoEvaluator, load_annotations
+from cornernet_tf.evaluate import (
+    STAT_NAMES,
+    AnnotationError,
+    CocoEvaluator,
+    file_stamp,
+    load_annotations,
+)
 from cornernet_tf.images import ImageError, read_image
 from tests.helpers import ROOT, png_header, run_script
 
@@ -220,3 +227,123 @@ def test_detect_script_draws_and_lists_skipped(tmp_path, tiny_weights, capsys):
     first = results[str(tmp_path / "img1.png")][0]
     assert set(first) == {"box", "score", "class", "category_id", "name"}
     assert first["name"].startswith("class ") and first["category_id"] == first["class"] + 1
+
+
+def test_detection_log_keeps_values_exactly_and_only_for_the_same_settings(tmp_path):
+    from cornernet_tf.evaluate import DetectionLog
+
+    path, weights = tmp_path / "log.jsonl", tmp_path / "w.weights.h5"
+    weights.write_bytes(b"1")
+    settings = {"config": {"test": {"scales": (1,)}}, "weights": file_stamp(weights)}
+    rng = np.random.default_rng(0)
+    boxes = rng.uniform(-50, 600, (7, 4)).astype(np.float32)
+    scores = rng.uniform(0, 1, 7).astype(np.float32)
+    with DetectionLog(path, settings) as log:
+        log.add(5, (640, 480), {"boxes": boxes, "scores": scores, "classes": np.arange(7)})
+        log.add("b.png", error="b.png: not an image")
+    again = DetectionLog(path, settings)  # tuples read back as lists: the same settings
+    assert not again.replaced and set(again.records) == {5, "b.png"}
+    record = again.records[5]
+    assert np.array_equal(np.asarray(record["boxes"], np.float32), boxes)  # exact, not close
+    assert np.array_equal(np.asarray(record["scores"], np.float32), scores)
+    assert record["size"] == [640, 480] and record["classes"] == list(range(7))
+    assert again.records["b.png"]["error"] == "b.png: not an image"
+
+    os.utime(weights, ns=(1, 1))  # the weights file replaced
+    other = DetectionLog(path, {**settings, "weights": file_stamp(weights)})
+    assert other.records == {} and other.replaced == ["weights.modified_ns"]
+    path.write_text("not json\n")
+    assert DetectionLog(path, settings).replaced == ["all"]
+
+
+def evaluate_args(data, out, *extra):
+    return [
+        "--config",
+        str(ROOT / "configs/tiny.yaml"),
+        "--annotations",
+        str(data / "annotations.json"),
+        "--images",
+        str(data),
+        "--no-flip",
+        "--out",
+        str(out),
+        "model.num_classes=2",
+        "data.class_names=[]",
+        *extra,
+    ]
+
+
+def four_images(folder):
+    """write_dataset's two images, each also under a second id and name, and one that does not
+    decode: five images named, four scored."""
+    annotations = write_dataset(folder)
+    data = json.loads(annotations.read_text())
+    for image in list(data["images"]):
+        copy = {**image, "id": image["id"] + 100, "file_name": f"copy{image['file_name']}"}
+        (folder / copy["file_name"]).write_bytes((folder / image["file_name"]).read_bytes())
+        data["images"].append(copy)
+        for ann in [a for a in data["annotations"] if a["image_id"] == image["id"]]:
+            data["annotations"].append({**ann, "id": ann["id"] + 1000, "image_id": copy["id"]})
+    (folder / "cut.png").write_bytes((folder / "img1.png").read_bytes()[:200])
+    data["images"].append({"id": 7, "file_name": "cut.png", "width": 160, "height": 120})
+    annotations.write_text(json.dumps(data))
+
+
+@pytest.mark.e2e
+def test_an_interrupted_evaluation_resumes_where_it_stopped(
+    tmp_path, tiny_weights, capsys, monkeypatch
+):
+    """Ctrl-C after two images keeps them in DIR/detections.partial.jsonl; the same command
+    then detects only the others and writes the same detections.json as a run in one go. A log
+    of other settings, or with a torn last line, is handled."""
+    from cornernet_tf.inference import Detector
+
+    data = tmp_path / "data"
+    four_images(data)
+    weights = ["--weights", str(tiny_weights)]
+    assert run_script("evaluate", *weights, *evaluate_args(data, tmp_path / "straight")) == 0
+    straight = (tmp_path / "straight/detections.json").read_text()
+    assert len(json.loads(straight)) > 10  # the seeded tiny model finds boxes on these images
+    assert not (tmp_path / "straight/detections.partial.jsonl").exists()  # removed when done
+    capsys.readouterr()
+
+    detected = []
+    call = Detector.__call__
+
+    def counting(self, image, stop_after=None):
+        if stop_after is not None and len(detected) == stop_after:
+            raise KeyboardInterrupt
+        detected.append(image.shape)
+        return call(self, image)
+
+    out = tmp_path / "out"
+    log = out / "detections.partial.jsonl"
+    monkeypatch.setattr(Detector, "__call__", lambda s, i: counting(s, i, stop_after=2))
+    assert run_script("evaluate", *weights, *evaluate_args(data, out)) == 1
+    err = capsys.readouterr().err
+    assert f"interrupted (Ctrl-C) after 3 of 5 images; the same command resumes from {log}" in err
+    assert not (out / "detections.json").exists()
+    assert len(log.read_text().splitlines()) == 1 + 3  # the settings, 2 images, cut.png
+    interrupted = log.read_text()
+    with log.open("a") as file:  # a torn last line (killed while writing) is dropped
+        file.write('{"image_id": 101, "size": [160, 12')
+
+    monkeypatch.setattr(Detector, "__call__", lambda s, i: counting(s, i))
+    detected.clear()
+    assert run_script("evaluate", *weights, *evaluate_args(data, out)) == 0
+    captured = capsys.readouterr()
+    assert len(detected) == 2
+    assert f"resuming: 3 of 5 images done before ({log})" in captured.out
+    assert "skipped 1 image(s) that could not be decoded" in captured.err  # told again
+    assert "COCO bbox on 4 images (1 of 5 left out" in captured.out
+    assert (out / "detections.json").read_text() == straight
+    assert not log.exists()
+
+    # a log of other settings (here the scales) is not resumed: the command says which differ
+    log.write_text(interrupted)
+    detected.clear()
+    assert run_script("evaluate", *weights, *evaluate_args(data, out, "--scales", "0.5")) == 0
+    captured = capsys.readouterr()
+    assert len(detected) == 4 and "resuming" not in captured.out
+    said = "holds detections made with other settings (config test.scales): starting afresh"
+    assert f"{log} {said}" in captured.err

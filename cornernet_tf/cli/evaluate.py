@@ -8,6 +8,12 @@ Prints the 12 COCO numbers and a per-class AP table; writes DIR/detections.json 
 format, category ids by the config's map data.category_ids, else the annotation file's ids in
 ascending order) and DIR/precision_recall.png.
 
+Each image's detections go to DIR/detections.partial.jsonl as soon as it is done: after Ctrl-C,
+a crash or a killed job, the same command resumes with the images not yet done (when the
+config, weights file, annotation file and image folder are the same; else it starts afresh and
+says what differs) and gives the same results as a run in one go. The log is removed once the
+results are written.
+
 Checked before the network runs: an annotation file that cannot be scored as it is (not JSON,
 a missing list, an entry without id or file_name, a repeated image / annotation / category id)
 is an error naming the file, the entry and the field; so is an image folder holding none of
@@ -62,7 +68,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from cornernet_tf.data.coco import image_problem
-    from cornernet_tf.evaluate import STAT_NAMES, CocoEvaluator
+    from cornernet_tf.evaluate import STAT_NAMES, CocoEvaluator, DetectionLog
     from cornernet_tf.images import ImageError, read_image
     from cornernet_tf.inference import Detector
     from cornernet_tf.visualize import plot_precision_recall
@@ -113,20 +119,46 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
     detector = Detector(cli.load_model(config, args.weights), config)
+    log = DetectionLog(out / "detections.partial.jsonl", settings(args, config, image_dir))
+    if log.replaced == ["all"]:
+        print(f"warning: {log.path} is not a log of detections: starting afresh", file=sys.stderr)
+    elif log.replaced:
+        changed = dict.fromkeys(
+            key.replace(".", " ", 1) if key.startswith("config.") else key.split(".")[0]
+            for key in log.replaced
+        )
+        print(f"warning: {log.path} holds detections made with other settings "
+              f"({', '.join(changed)}): starting afresh", file=sys.stderr)  # fmt: skip
+    done = sum(info["id"] in log.records for info in images)
+    if done:
+        print(f"resuming: {done} of {len(images)} images done before ({log.path})")
+    todo = [info for info in images if info["id"] not in log.records]
+    with log:
+        try:
+            for info in tqdm(todo, desc="evaluating", unit="image"):
+                try:
+                    image = read_image(image_dir / info["file_name"])
+                except ImageError as error:  # found only by decoding: this image is left out
+                    log.add(info["id"], error=str(error))
+                    continue
+                log.add(info["id"], image.shape[1::-1], detector(image))
+        except KeyboardInterrupt:
+            done = sum(info["id"] in log.records for info in images)
+            raise KeyboardInterrupt(
+                f"after {done} of {len(images)} images; the same command resumes from {log.path}"
+            ) from None
 
     skipped, resized = [], []
-    for info in tqdm(images, desc="evaluating", unit="image"):
-        try:
-            image = read_image(image_dir / info["file_name"])
-        except ImageError as error:  # found only by decoding: this image is left out
-            skipped.append(str(error))
+    for info in images:  # in id order, resumed or not: the same results file
+        record = log.records[info["id"]]
+        if "error" in record:
+            skipped.append(record["error"])
             continue
-        height, width = image.shape[:2]
+        width, height = record["size"]
         if (info.get("width"), info.get("height")) not in ((None, None), (width, height)):
             resized.append(f"{info['file_name']} {width}x{height}, annotated "
                            f"{info.get('width')}x{info.get('height')}")  # fmt: skip
-        dets = detector(image)
-        evaluator.update(info["id"], dets["boxes"], dets["scores"], dets["classes"])
+        evaluator.update(info["id"], record["boxes"], record["scores"], record["classes"])
     cli.print_skipped(skipped, "image(s) that could not be decoded (not scored)")
     if resized:
         print(
@@ -170,8 +202,26 @@ def main(argv=None) -> int:
         raise cli.CommandError(
             f"cannot write the results to {error.filename or out} ({error.strerror})"
         ) from None
+    log.remove()
     print(f"\nwrote {detections} and {plot}")
     return 0
+
+
+def settings(args, config, image_dir: Path) -> dict:
+    """What decides the detections of an evaluation: an interrupted one resumes only with the
+    same. --limit is not among them: a longer run reuses the images of a shorter one."""
+    from cornernet_tf import __version__
+    from cornernet_tf.config import to_dict
+    from cornernet_tf.evaluate import file_stamp
+    from cornernet_tf.model import resolve_weights
+
+    return {
+        "version": __version__,
+        "config": to_dict(config),
+        "weights": file_stamp(resolve_weights(args.weights)),
+        "annotations": file_stamp(args.annotations),
+        "images": str(image_dir.resolve()),
+    }
 
 
 if __name__ == "__main__":
