@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import re
 import sys
 from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
 # a config override: a dotted key (section.key), "=", a value
 OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+=")
