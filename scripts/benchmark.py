@@ -518,7 +518,7 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, thread
     if official is not None:
         print("(the official time includes its _decode: compare it with the + decode rows)")
     print(f"(GFLOP/s: the direct convolutions' {gflop:.0f} GFLOP per second; Winograd does less)")
-    rows = print_ceiling(repeats)
+    rows = print_ceiling(repeats, flags=False)  # the flags head the table above
     for precision in precisions():
         best = max(r[precision] for name, r in rows.items() if name.startswith("TF"))
         floor = f"  TF {precision} at {best:.0f} GFLOP/s: at least {gflop / best:.2f} s"
@@ -527,13 +527,14 @@ def bench_model(repeats: int, size: int, official_fn=None, decode_s=None, thread
         print(floor)
 
 
-def print_ceiling(repeats: int) -> dict[str, dict[str, float]]:
-    """Prints `compute_ceiling` as a table and returns it."""
+def print_ceiling(repeats: int, flags: bool = True) -> dict[str, dict[str, float]]:
+    """Prints `compute_ceiling` as a table (headed by the CPU's flags if `flags`), returns it."""
     from benchmark_openvino import cpu_flags
 
     rows = compute_ceiling(repeats)
     columns = [p for p in ("float32", "bfloat16", "int8") if any(p in r for r in rows.values())]
-    print(f"\nceiling of this CPU, GFLOP/s (int8: GOP/s), best of {repeats} runs; {cpu_flags()}")
+    named = f"; {cpu_flags()}" if flags else ""
+    print(f"\nceiling of this CPU, GFLOP/s (int8: GOP/s), best of {repeats} runs{named}")
     print(f"  {'':<40}" + "".join(f" {column:>9}" for column in columns))
     for name, rates in rows.items():
         cells = (f"{rates[c]:>9.0f}" if c in rates else f"{'':>9}" for c in columns)
