@@ -347,3 +347,61 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(
     assert len(detected) == 4 and "resuming" not in captured.out
     said = "holds detections made with other settings (config test.scales): starting afresh"
     assert f"{log} {said}" in captured.err
+
+
+@pytest.mark.e2e
+def test_an_interrupted_detect_resumes_where_it_stopped(
+    tmp_path, tiny_weights, capsys, monkeypatch
+):
+    from cornernet_tf.inference import Detector
+
+    data = tmp_path / "data"
+    four_images(data)
+    inputs = [str(data / n) for n in ("img1.png", "cut.png", "img2.png", "copyimg1.png")]
+
+    def detect(out, *extra):
+        args = ["--config", str(ROOT / "configs/tiny.yaml"), "--weights", str(tiny_weights)]
+        args += [*inputs, "--out", str(out), "--threshold", "0.1", *extra]
+        return run_script("detect", *args, "model.num_classes=2", "data.class_names=[]")
+
+    assert detect(tmp_path / "straight") == 1  # cut.png does not decode
+    straight = (tmp_path / "straight/detections.json").read_text()
+    assert sum(map(len, json.loads(straight).values())) > 5
+
+    detected, call = [], Detector.__call__
+
+    def counting(self, image, stop_after=None):
+        if len(detected) == stop_after:
+            raise KeyboardInterrupt
+        detected.append(image.shape)
+        return call(self, image)
+
+    out = tmp_path / "out"
+    log = out / "detections.partial.jsonl"
+    monkeypatch.setattr(Detector, "__call__", lambda s, i: counting(s, i, stop_after=1))
+    assert detect(out) == 1
+    err = capsys.readouterr().err
+    assert f"interrupted (Ctrl-C) after 2 of 4 images; the same command resumes from {log}" in err
+    assert (out / "img1.png").exists() and not (out / "detections.json").exists()
+
+    monkeypatch.setattr(Detector, "__call__", lambda s, i: counting(s, i))
+    detected.clear()
+    assert detect(out) == 1
+    captured = capsys.readouterr()
+    assert len(detected) == 2 and "resuming: 2 of 4 images done before" in captured.out
+    assert "skipped 1 file(s)" in captured.err and "cut.png" in captured.err  # told again
+    assert (out / "detections.json").read_text() == straight
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        p.name for p in (tmp_path / "straight").iterdir()
+    )
+    assert not log.exists()
+
+    # another threshold draws other pictures: nothing is reused
+    monkeypatch.setattr(Detector, "__call__", lambda s, i: counting(s, i, stop_after=1))
+    detected.clear()
+    assert detect(out) == 1
+    monkeypatch.setattr(Detector, "__call__", lambda s, i: counting(s, i))
+    detected.clear()
+    capsys.readouterr()
+    assert detect(out, "--threshold", "0.5") == 1
+    assert len(detected) == 3 and "(threshold): starting afresh" in capsys.readouterr().err

@@ -178,6 +178,47 @@ def load_model(config, weights):
         ) from None
 
 
+def detection_settings(args, config, **more) -> dict:
+    """What decides the detections of a command (`cornernet_tf.evaluate.DetectionLog`): the
+    package version, the config with its overrides, the weights file (path, size, modification
+    time), and `more`. Call after `load_model`, which names a missing weights file."""
+    from cornernet_tf import __version__
+    from cornernet_tf.config import to_dict
+    from cornernet_tf.evaluate import file_stamp
+    from cornernet_tf.model import resolve_weights
+
+    return {
+        "version": __version__,
+        "config": to_dict(config),
+        "weights": file_stamp(resolve_weights(args.weights)),
+        **more,
+    }
+
+
+def resume_log(path, settings: dict):
+    """The `DetectionLog` at `path`, saying on stderr when one of other settings is replaced."""
+    from cornernet_tf.evaluate import DetectionLog
+
+    log = DetectionLog(path, settings)
+    if log.replaced == ["all"]:
+        print(f"warning: {log.path} is not a log of detections: starting afresh", file=sys.stderr)
+    elif log.replaced:
+        changed = dict.fromkeys(
+            key.replace(".", " ", 1) if key.startswith("config.") else key.split(".")[0]
+            for key in log.replaced
+        )
+        print(f"warning: {log.path} holds detections made with other settings "
+              f"({', '.join(changed)}): starting afresh", file=sys.stderr)  # fmt: skip
+    return log
+
+
+def interrupted(log, done: int, total: int) -> KeyboardInterrupt:
+    """The Ctrl-C of a command that keeps a `DetectionLog`: where it stopped, how to go on."""
+    return KeyboardInterrupt(
+        f"after {done} of {total} images; the same command resumes from {log.path}"
+    )
+
+
 def user_errors() -> tuple[type[Exception], ...]:
     """The exceptions whose message is meant for the user (no traceback)."""
     from cornernet_tf.checkpoint import CheckpointError

@@ -10,6 +10,11 @@ other: when inputs share a name (a.jpg and a.png, d1/x.png and d2/x.png) the lat
 numbered (a-2.png), and the command lists them. An image given twice is read once.
 Files that cannot be read (missing, not a JPEG/PNG/GIF/BMP, corrupt, more than 33.2 Mpx) are
 skipped and listed at the end (exit code 1); the others are still detected.
+
+Each image's detections go to DIR/detections.partial.jsonl as its picture is written: after
+Ctrl-C, a crash or a killed job, the same command resumes with the images not yet done (same
+config, weights file and threshold; else it starts afresh and says what differs). The log is
+removed once detections.json is written.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ def main(argv=None) -> int:
     cli.add_inference(parser)
     args = cli.parse(parser, argv)
     images = list(dict.fromkeys(args.inputs))  # an image given twice is read once
+    import numpy as np
     from tqdm import tqdm
 
     from cornernet_tf.config import category_ids
@@ -46,19 +52,44 @@ def main(argv=None) -> int:
     names = config.data.class_names
     ids = category_ids(config)
     out = cli.output_folder(args.out)
-    pictures = picture_names(images)
-    results, skipped = {}, []
-    for path, picture_name in tqdm(
-        list(zip(images, pictures, strict=True)), desc="detecting", unit="image"
-    ):
+    pictures = dict(zip(images, picture_names(images), strict=True))
+    settings = cli.detection_settings(args, config, threshold=args.threshold)
+    log = cli.resume_log(out / "detections.partial.jsonl", settings)
+
+    def done(path) -> bool:  # its picture was written, or it did not decode
+        record = log.records.get(path)
+        return record is not None and ("error" in record or (out / pictures[path]).is_file())
+
+    todo = [path for path in images if not done(path)]
+    if len(todo) < len(images):
+        print(f"resuming: {len(images) - len(todo)} of {len(images)} images done before "
+              f"({log.path})")  # fmt: skip
+    with log:
         try:
-            image = read_image(path)
-        except ImageError as error:
-            skipped.append(str(error))
+            for path in tqdm(todo, desc="detecting", unit="image"):
+                try:
+                    image = read_image(path)
+                except ImageError as error:
+                    log.add(path, error=str(error))
+                    continue
+                dets = detector(image)
+                picture = draw_detections(
+                    image, dets["boxes"], dets["scores"], dets["classes"], names, args.threshold
+                )
+                picture.save(out / pictures[path])
+                log.add(path, image.shape[1::-1], dets)
+        except KeyboardInterrupt:
+            raise cli.interrupted(log, sum(map(done, images)), len(images)) from None
+
+    results, skipped = {}, []
+    for path in images:
+        record = log.records[path]
+        if "error" in record:
+            skipped.append(record["error"])
             continue
-        dets = detector(image)
-        keep = dets["scores"] >= args.threshold
-        results[str(path)] = [
+        scores = np.asarray(record["scores"], np.float32)
+        keep = scores >= args.threshold
+        results[path] = [
             {
                 "box": [round(float(v), 2) for v in box],
                 "score": round(float(score), 4),
@@ -67,19 +98,19 @@ def main(argv=None) -> int:
                 "name": class_name(names, int(cls)),
             }
             for box, score, cls in zip(
-                dets["boxes"][keep], dets["scores"][keep], dets["classes"][keep], strict=True
+                np.asarray(record["boxes"], np.float32).reshape(-1, 4)[keep],
+                scores[keep],
+                np.asarray(record["classes"], np.int64)[keep],
+                strict=True,
             )
         ]
-        picture = draw_detections(
-            image, dets["boxes"], dets["scores"], dets["classes"], names, args.threshold
-        )
-        picture.save(out / picture_name)
     (out / "detections.json").write_text(json.dumps(results, indent=1))
+    log.remove()
     print(f"wrote {len(results)} picture(s) and {out / 'detections.json'}")
     renamed = [
         f"{name} <- {path}"
-        for path, name in zip(images, pictures, strict=True)
-        if name != f"{Path(path).stem}.png" and str(path) in results
+        for path, name in pictures.items()
+        if name != f"{Path(path).stem}.png" and path in results
     ]
     if renamed:
         print("numbered because their names clash: " + ", ".join(renamed))

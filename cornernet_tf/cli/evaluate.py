@@ -32,6 +32,7 @@ from pathlib import Path
 from cornernet_tf import cli
 
 SHOWN = 3  # file names a message lists before "..."
+LOG = "detections.partial.jsonl"  # in --out: the detections so far, to resume from
 
 
 def first(names: list[str]) -> str:
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from cornernet_tf.data.coco import image_problem
-    from cornernet_tf.evaluate import STAT_NAMES, CocoEvaluator, DetectionLog
+    from cornernet_tf.evaluate import STAT_NAMES, CocoEvaluator, file_stamp
     from cornernet_tf.images import ImageError, read_image
     from cornernet_tf.inference import Detector
     from cornernet_tf.visualize import plot_precision_recall
@@ -119,20 +120,12 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
     detector = Detector(cli.load_model(config, args.weights), config)
-    log = DetectionLog(out / "detections.partial.jsonl", settings(args, config, image_dir))
-    if log.replaced == ["all"]:
-        print(f"warning: {log.path} is not a log of detections: starting afresh", file=sys.stderr)
-    elif log.replaced:
-        changed = dict.fromkeys(
-            key.replace(".", " ", 1) if key.startswith("config.") else key.split(".")[0]
-            for key in log.replaced
-        )
-        print(f"warning: {log.path} holds detections made with other settings "
-              f"({', '.join(changed)}): starting afresh", file=sys.stderr)  # fmt: skip
-    done = sum(info["id"] in log.records for info in images)
-    if done:
-        print(f"resuming: {done} of {len(images)} images done before ({log.path})")
+    stamp = {"annotations": file_stamp(args.annotations), "images": str(image_dir.resolve())}
+    log = cli.resume_log(out / LOG, cli.detection_settings(args, config, **stamp))
     todo = [info for info in images if info["id"] not in log.records]
+    if len(todo) < len(images):
+        print(f"resuming: {len(images) - len(todo)} of {len(images)} images done before "
+              f"({log.path})")  # fmt: skip
     with log:
         try:
             for info in tqdm(todo, desc="evaluating", unit="image"):
@@ -144,9 +137,7 @@ def main(argv=None) -> int:
                 log.add(info["id"], image.shape[1::-1], detector(image))
         except KeyboardInterrupt:
             done = sum(info["id"] in log.records for info in images)
-            raise KeyboardInterrupt(
-                f"after {done} of {len(images)} images; the same command resumes from {log.path}"
-            ) from None
+            raise cli.interrupted(log, done, len(images)) from None
 
     skipped, resized = [], []
     for info in images:  # in id order, resumed or not: the same results file
@@ -205,23 +196,6 @@ def main(argv=None) -> int:
     log.remove()
     print(f"\nwrote {detections} and {plot}")
     return 0
-
-
-def settings(args, config, image_dir: Path) -> dict:
-    """What decides the detections of an evaluation: an interrupted one resumes only with the
-    same. --limit is not among them: a longer run reuses the images of a shorter one."""
-    from cornernet_tf import __version__
-    from cornernet_tf.config import to_dict
-    from cornernet_tf.evaluate import file_stamp
-    from cornernet_tf.model import resolve_weights
-
-    return {
-        "version": __version__,
-        "config": to_dict(config),
-        "weights": file_stamp(resolve_weights(args.weights)),
-        "annotations": file_stamp(args.annotations),
-        "images": str(image_dir.resolve()),
-    }
 
 
 if __name__ == "__main__":
