@@ -1,5 +1,5 @@
 """COCO box evaluation with pycocotools: `CocoEvaluator` (reset / update / result), and
-`DetectionLog`, the record that lets an interrupted evaluation resume.
+`DetectionLog`, the record that lets an interrupted evaluate or detect command resume.
 
 Classes inside the package are 0-based contiguous indices; COCO category ids are whatever the
 annotation file says (1..90 with gaps for COCO). The evaluator maps index i to the i-th category id
@@ -209,9 +209,14 @@ def evaluate_examples(detect, examples, category_ids, class_names) -> dict:
     return evaluator.result()
 
 
+RECORD_KEYS = {"image_id", "error", "size", "boxes", "scores", "classes"}
+# the keys of a whole record: an image's detections, or the error that left it out
+_COMPLETE = ({"image_id", "size", "boxes", "scores", "classes"}, {"image_id", "error"})
+
+
 class DetectionLog:
-    """An evaluation's detections, one JSON line per image as soon as it is done, so that an
-    interrupted evaluation (Ctrl-C, a crash, a killed job) resumes where it stopped.
+    """A command's detections, one JSON line per image as soon as it is done, so that an
+    interrupted run (Ctrl-C, a crash, a killed job) resumes where it stopped.
 
     The first line holds `settings` (what decides the detections: config, weights, data). A
     log of other settings is replaced (`replaced` names the settings that differ); a torn last
@@ -226,12 +231,12 @@ class DetectionLog:
         self.records: dict = {}
         self.replaced: list[str] = []
         if self.path.is_file():
-            lines = self.path.read_text().splitlines()
+            lines = self.path.read_bytes().decode(errors="replace").splitlines()
             kept = _json_or_none(lines[0]) if lines else None
             if kept is not None and kept.get("settings") == self.settings:
                 for line in lines[1:]:
                     record = _json_or_none(line)
-                    if record is not None and "image_id" in record:
+                    if record is not None and RECORD_KEYS & set(record) in _COMPLETE:
                         self.records[record["image_id"]] = record
             else:
                 self.replaced = differences(kept.get("settings") if kept else None, self.settings)
@@ -265,7 +270,7 @@ class DetectionLog:
         return record
 
     def remove(self) -> None:
-        """Deletes the log (the evaluation's results are written)."""
+        """Deletes the log (the command's results are written)."""
         self.path.unlink(missing_ok=True)
 
 

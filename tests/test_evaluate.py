@@ -249,6 +249,10 @@ def test_detection_log_keeps_values_exactly_and_only_for_the_same_settings(tmp_p
     assert record["size"] == [640, 480] and record["classes"] == list(range(7))
     assert again.records["b.png"]["error"] == "b.png: not an image"
 
+    with path.open("ab") as file:  # lines that are not whole records are not resumed
+        file.write(b'{"image_id": 6, "size": [1, 1]}\n{"image_id": 8, "sco\xff\n')
+    assert set(DetectionLog(path, settings).records) == {5, "b.png"}
+
     os.utime(weights, ns=(1, 1))  # the weights file replaced
     other = DetectionLog(path, {**settings, "weights": file_stamp(weights)})
     assert other.records == {} and other.replaced == ["weights.modified_ns"]
