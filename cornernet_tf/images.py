@@ -89,6 +89,25 @@ def encoded_size(data):
     return tf.switch_case(encoded_format(data), [jpeg, png, gif, bmp], default=unknown)
 
 
+def folder_files(folder: str | Path) -> list[Path]:
+    """The files of a folder (not its subfolders), sorted by name, hidden ones left out."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def images_in(folder: str | Path) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) of a folder (`folder_files`), told apart by their first bytes
+    (JPEG, PNG, GIF, BMP); whether an image decodes is `read_image`'s to find."""
+    images, others = [], []
+    for path in folder_files(folder):
+        try:
+            with path.open("rb") as file:
+                head = file.read(8)
+        except OSError:
+            head = b""
+        (images if image_format(head) else others).append(path)
+    return images, others
+
+
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Reads an image file as (H, W, 3) uint8 RGB, upright (the EXIF orientation of a photo is
     applied, as in training), decoded as training and the SavedModel decode it. Raises

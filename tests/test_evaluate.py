@@ -409,3 +409,28 @@ def test_an_interrupted_detect_resumes_where_it_stopped(
     capsys.readouterr()
     assert detect(out, "--threshold", "0.5") == 1
     assert len(detected) == 3 and "(threshold): starting afresh" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_detect_takes_a_folder_for_its_images(tmp_path, tiny_weights, capsys):
+    data = tmp_path / "data"
+    write_dataset(data)  # img1.png, img2.png and annotations.json
+    (data / ".hidden.png").write_bytes((data / "img1.png").read_bytes())
+    (data / "sub").mkdir()
+    (data / "sub/img3.png").write_bytes((data / "img1.png").read_bytes())
+    (data / "photo.JPEG").write_bytes((data / "img2.png").read_bytes())  # a PNG by its bytes
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty/notes.txt").write_text("no images here")
+    config = ["--config", str(ROOT / "configs/tiny.yaml"), "--weights", str(tiny_weights)]
+    overrides = ["model.num_classes=2", "data.class_names=[]"]
+    out = tmp_path / "out"
+    assert run_script("detect", *config, str(data), "--out", str(out), *overrides) == 0
+    note = f"note: 1 file(s) of {data} are not images, left out (first: annotations.json)"
+    assert note in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("*.png")) == ["img1.png", "img2.png", "photo.png"]
+    results = json.loads((out / "detections.json").read_text())
+    assert list(results) == [str(data / n) for n in ("img1.png", "img2.png", "photo.JPEG")]
+
+    code = run_script("detect", *config, str(tmp_path / "empty"), "--out", str(out), *overrides)
+    assert code == 2
+    assert "empty: a folder without JPEG, PNG, GIF or BMP files" in capsys.readouterr().err

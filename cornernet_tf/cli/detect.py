@@ -1,7 +1,10 @@
 """Detect objects in images and draw them.
 
-    cornernet-detect --config C --weights W IMAGE... --out DIR [--threshold 0.3] \
+    cornernet-detect --config C --weights W IMAGE|FOLDER... --out DIR [--threshold 0.3] \
         [--precision float32|bfloat16] [--winograd] [key=value ...]
+
+A FOLDER stands for the JPEG, PNG, GIF and BMP files in it (by their first bytes, sorted by name,
+not its subfolders); its other files are left out with a note.
 
 Writes DIR/<image name>.png with boxes, class names and scores drawn, and DIR/detections.json
 ({image path: [{"box": [x1, y1, x2, y2], "score", "class", "category_id", "name"}, ...]}, pixels
@@ -38,12 +41,25 @@ def main(argv=None) -> int:
     )
     cli.add_inference(parser)
     args = cli.parse(parser, argv)
-    images = list(dict.fromkeys(args.inputs))  # an image given twice is read once
     import numpy as np
     from tqdm import tqdm
 
     from cornernet_tf.config import category_ids
-    from cornernet_tf.images import ImageError, read_image
+    from cornernet_tf.images import ImageError, images_in, read_image
+
+    images = []
+    for item in args.inputs:  # a folder stands for the images in it
+        if Path(item).is_dir():
+            found, others = images_in(item)
+            if others:
+                print(f"note: {len(others)} file(s) of {item} are not images, left out "
+                      f"(first: {others[0].name})")  # fmt: skip
+            if not found:
+                raise cli.CommandError(f"{item}: a folder without JPEG, PNG, GIF or BMP files")
+            images += [str(path) for path in found]
+        else:
+            images.append(item)
+    images = list(dict.fromkeys(images))  # an image given twice is read once
     from cornernet_tf.inference import Detector
     from cornernet_tf.visualize import class_name, draw_detections
 

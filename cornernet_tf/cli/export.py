@@ -180,7 +180,7 @@ def calibration_images(folder: str, openvino: str | None, limit: int) -> list[Pa
         raise cli.CommandError("--int8 quantises the OpenVINO IR: add --openvino DIR")
     from tqdm import tqdm
 
-    from cornernet_tf.images import ImageError, read_image
+    from cornernet_tf.images import ImageError, folder_files, read_image
     from cornernet_tf.openvino_ir import int8_unhelpful
 
     if reason := int8_unhelpful():
@@ -188,7 +188,7 @@ def calibration_images(folder: str, openvino: str | None, limit: int) -> list[Pa
     path = Path(folder)
     if not path.is_dir():
         raise cli.CommandError(f"--int8 {folder}: not a folder of images")
-    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = folder_files(path)
     chosen, skipped = [], []
     total = min(limit, len(files))
     with tqdm(total=total, desc="checking calibration images", unit="image") as bar:
