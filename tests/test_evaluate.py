@@ -260,6 +260,34 @@ def test_detection_log_keeps_values_exactly_and_only_for_the_same_settings(tmp_p
     assert DetectionLog(path, settings).replaced == ["all"]
 
 
+class CountedDetector:
+    """Detector.__call__ patched to count the images it detects (`images`: their shapes) and to
+    raise KeyboardInterrupt, as Ctrl-C does, on the one after the first `stop_after`."""
+
+    def __init__(self, monkeypatch):
+        from cornernet_tf.inference import Detector
+
+        self.images, self.stop_after = [], None
+        call = Detector.__call__
+
+        def counted(detector, image):
+            if len(self.images) == self.stop_after:
+                raise KeyboardInterrupt
+            self.images.append(image.shape)
+            return call(detector, image)
+
+        monkeypatch.setattr(Detector, "__call__", counted)
+
+    def reset(self, stop_after=None) -> None:
+        self.images.clear()
+        self.stop_after = stop_after
+
+
+@pytest.fixture
+def detector(monkeypatch):
+    return CountedDetector(monkeypatch)
+
+
 def evaluate_args(data, out, *extra):
     return [
         "--config",
@@ -295,13 +323,11 @@ def four_images(folder):
 
 @pytest.mark.e2e
 def test_an_interrupted_evaluation_resumes_where_it_stopped(
-    tmp_path, tiny_weights, capsys, monkeypatch
+    tmp_path, tiny_weights, capsys, detector
 ):
     """Ctrl-C after two images keeps them in DIR/detections.partial.jsonl; the same command
     then detects only the others and writes the same detections.json as a run in one go. A log
     of other settings, or with a torn last line, is handled."""
-    from cornernet_tf.inference import Detector
-
     data = tmp_path / "data"
     four_images(data)
     weights = ["--weights", str(tiny_weights)]
@@ -311,18 +337,9 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(
     assert not (tmp_path / "straight/detections.partial.jsonl").exists()  # removed when done
     capsys.readouterr()
 
-    detected = []
-    call = Detector.__call__
-
-    def counting(self, image, stop_after=None):
-        if stop_after is not None and len(detected) == stop_after:
-            raise KeyboardInterrupt
-        detected.append(image.shape)
-        return call(self, image)
-
     out = tmp_path / "out"
     log = out / "detections.partial.jsonl"
-    monkeypatch.setattr(Detector, "__call__", lambda s, i: counting(s, i, stop_after=2))
+    detector.reset(stop_after=2)
     assert run_script("evaluate", *weights, *evaluate_args(data, out)) == 1
     err = capsys.readouterr().err
     assert f"interrupted (Ctrl-C) after 3 of 5 images; the same command resumes from {log}" in err
@@ -332,11 +349,10 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(
     with log.open("a") as file:  # a torn last line (killed while writing) is dropped
         file.write('{"image_id": 101, "size": [160, 12')
 
-    monkeypatch.setattr(Detector, "__call__", lambda s, i: counting(s, i))
-    detected.clear()
+    detector.reset()
     assert run_script("evaluate", *weights, *evaluate_args(data, out)) == 0
     captured = capsys.readouterr()
-    assert len(detected) == 2
+    assert len(detector.images) == 2
     assert f"resuming: 3 of 5 images done before ({log})" in captured.out
     assert "skipped 1 image(s) that could not be decoded" in captured.err  # told again
     assert "COCO bbox on 4 images (1 of 5 left out" in captured.out
@@ -345,20 +361,16 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(
 
     # a log of other settings (here the scales) is not resumed: the command says which differ
     log.write_text(interrupted)
-    detected.clear()
+    detector.reset()
     assert run_script("evaluate", *weights, *evaluate_args(data, out, "--scales", "0.5")) == 0
     captured = capsys.readouterr()
-    assert len(detected) == 4 and "resuming" not in captured.out
+    assert len(detector.images) == 4 and "resuming" not in captured.out
     said = "holds detections made with other settings (config test.scales): starting afresh"
     assert f"{log} {said}" in captured.err
 
 
 @pytest.mark.e2e
-def test_an_interrupted_detect_resumes_where_it_stopped(
-    tmp_path, tiny_weights, capsys, monkeypatch
-):
-    from cornernet_tf.inference import Detector
-
+def test_an_interrupted_detect_resumes_where_it_stopped(tmp_path, tiny_weights, capsys, detector):
     data = tmp_path / "data"
     four_images(data)
     inputs = [str(data / n) for n in ("img1.png", "cut.png", "img2.png", "copyimg1.png")]
@@ -372,27 +384,18 @@ def test_an_interrupted_detect_resumes_where_it_stopped(
     straight = (tmp_path / "straight/detections.json").read_text()
     assert sum(map(len, json.loads(straight).values())) > 5
 
-    detected, call = [], Detector.__call__
-
-    def counting(self, image, stop_after=None):
-        if len(detected) == stop_after:
-            raise KeyboardInterrupt
-        detected.append(image.shape)
-        return call(self, image)
-
     out = tmp_path / "out"
     log = out / "detections.partial.jsonl"
-    monkeypatch.setattr(Detector, "__call__", lambda s, i: counting(s, i, stop_after=1))
+    detector.reset(stop_after=1)
     assert detect(out) == 1
     err = capsys.readouterr().err
     assert f"interrupted (Ctrl-C) after 2 of 4 images; the same command resumes from {log}" in err
     assert (out / "img1.png").exists() and not (out / "detections.json").exists()
 
-    monkeypatch.setattr(Detector, "__call__", lambda s, i: counting(s, i))
-    detected.clear()
+    detector.reset()
     assert detect(out) == 1
     captured = capsys.readouterr()
-    assert len(detected) == 2 and "resuming: 2 of 4 images done before" in captured.out
+    assert len(detector.images) == 2 and "resuming: 2 of 4 images done before" in captured.out
     assert "skipped 1 file(s)" in captured.err and "cut.png" in captured.err  # told again
     assert (out / "detections.json").read_text() == straight
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -401,14 +404,12 @@ def test_an_interrupted_detect_resumes_where_it_stopped(
     assert not log.exists()
 
     # another threshold draws other pictures: nothing is reused
-    monkeypatch.setattr(Detector, "__call__", lambda s, i: counting(s, i, stop_after=1))
-    detected.clear()
+    detector.reset(stop_after=1)
     assert detect(out) == 1
-    monkeypatch.setattr(Detector, "__call__", lambda s, i: counting(s, i))
-    detected.clear()
+    detector.reset()
     capsys.readouterr()
     assert detect(out, "--threshold", "0.5") == 1
-    assert len(detected) == 3 and "(threshold): starting afresh" in capsys.readouterr().err
+    assert len(detector.images) == 3 and "(threshold): starting afresh" in capsys.readouterr().err
 
 
 @pytest.mark.e2e

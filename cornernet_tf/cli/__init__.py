@@ -212,11 +212,36 @@ def resume_log(path, settings: dict):
     return log
 
 
-def interrupted(log, done: int, total: int) -> KeyboardInterrupt:
-    """The Ctrl-C of a command that keeps a `DetectionLog`: where it stopped, how to go on."""
-    return KeyboardInterrupt(
-        f"after {done} of {total} images; the same command resumes from {log.path}"
-    )
+def detect_images(detector, log, jobs, total: int, desc: str, on_image=None) -> None:
+    """Runs `detector` on the images of `jobs` ((key, path) pairs: those of the command's
+    `total` images not yet in `log`) and records each in the log under its key: its size and
+    detections, or the ImageError that left it out. `on_image(key, image, detections)` runs
+    before the record is written (detect draws the picture there). Says how many images were
+    done before; Ctrl-C ends saying where it stopped and how to go on."""
+    from tqdm import tqdm
+
+    from cornernet_tf.images import ImageError, read_image
+
+    if len(jobs) < total:
+        print(f"resuming: {total - len(jobs)} of {total} images done before ({log.path})")
+    finished = total - len(jobs)
+    with log:
+        try:
+            for key, path in tqdm(jobs, desc=desc, unit="image"):
+                try:
+                    image = read_image(path)
+                except ImageError as error:  # found only by decoding: this image is left out
+                    log.add(key, error=str(error))
+                else:
+                    detections = detector(image)
+                    if on_image is not None:
+                        on_image(key, image, detections)
+                    log.add(key, image.shape[1::-1], detections)
+                finished += 1
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                f"after {finished} of {total} images; the same command resumes from {log.path}"
+            ) from None
 
 
 def user_errors() -> tuple[type[Exception], ...]:

@@ -42,10 +42,9 @@ def main(argv=None) -> int:
     cli.add_inference(parser)
     args = cli.parse(parser, argv)
     import numpy as np
-    from tqdm import tqdm
 
     from cornernet_tf.config import category_ids
-    from cornernet_tf.images import ImageError, images_in, read_image
+    from cornernet_tf.images import images_in
 
     images = []
     for item in args.inputs:  # a folder stands for the images in it
@@ -76,26 +75,14 @@ def main(argv=None) -> int:
         record = log.records.get(path)
         return record is not None and ("error" in record or (out / pictures[path]).is_file())
 
-    todo = [path for path in images if not done(path)]
-    if len(todo) < len(images):
-        print(f"resuming: {len(images) - len(todo)} of {len(images)} images done before "
-              f"({log.path})")  # fmt: skip
-    with log:
-        try:
-            for path in tqdm(todo, desc="detecting", unit="image"):
-                try:
-                    image = read_image(path)
-                except ImageError as error:
-                    log.add(path, error=str(error))
-                    continue
-                dets = detector(image)
-                picture = draw_detections(
-                    image, dets["boxes"], dets["scores"], dets["classes"], names, args.threshold
-                )
-                picture.save(out / pictures[path])
-                log.add(path, image.shape[1::-1], dets)
-        except KeyboardInterrupt:
-            raise cli.interrupted(log, sum(map(done, images)), len(images)) from None
+    def draw(path, image, dets) -> None:
+        picture = draw_detections(
+            image, dets["boxes"], dets["scores"], dets["classes"], names, args.threshold
+        )
+        picture.save(out / pictures[path])
+
+    jobs = [(path, path) for path in images if not done(path)]
+    cli.detect_images(detector, log, jobs, len(images), "detecting", on_image=draw)
 
     results, skipped = {}, []
     for path in images:

@@ -66,11 +66,8 @@ def main(argv=None) -> int:
     if not image_dir.is_dir():
         raise cli.CommandError(f"--images {image_dir}: no such folder")
     cli.output_folder(out, create=False)  # before the slow work
-    from tqdm import tqdm
-
     from cornernet_tf.data.coco import image_problem
     from cornernet_tf.evaluate import STAT_NAMES, CocoEvaluator, file_stamp
-    from cornernet_tf.images import ImageError, read_image
     from cornernet_tf.inference import Detector
     from cornernet_tf.visualize import plot_precision_recall
 
@@ -122,22 +119,9 @@ def main(argv=None) -> int:
     detector = Detector(cli.load_model(config, args.weights), config)
     stamp = {"annotations": file_stamp(args.annotations), "images": str(image_dir.resolve())}
     log = cli.resume_log(out / LOG, cli.detection_settings(args, config, **stamp))
-    todo = [info for info in images if info["id"] not in log.records]
-    if len(todo) < len(images):
-        print(f"resuming: {len(images) - len(todo)} of {len(images)} images done before "
-              f"({log.path})")  # fmt: skip
-    with log:
-        try:
-            for info in tqdm(todo, desc="evaluating", unit="image"):
-                try:
-                    image = read_image(image_dir / info["file_name"])
-                except ImageError as error:  # found only by decoding: this image is left out
-                    log.add(info["id"], error=str(error))
-                    continue
-                log.add(info["id"], image.shape[1::-1], detector(image))
-        except KeyboardInterrupt:
-            done = sum(info["id"] in log.records for info in images)
-            raise cli.interrupted(log, done, len(images)) from None
+    jobs = [(info["id"], image_dir / info["file_name"]) for info in images]
+    jobs = [(key, path) for key, path in jobs if key not in log.records]
+    cli.detect_images(detector, log, jobs, len(images), "evaluating")
 
     skipped, resized = [], []
     for info in images:  # in id order, resumed or not: the same results file
