@@ -16,7 +16,6 @@ import json
 import shutil
 from pathlib import Path
 
-from PIL import Image
 from tqdm import tqdm
 
 from cornernet_tf.config import load_config
@@ -24,7 +23,7 @@ from cornernet_tf.evaluate import STAT_NAMES, CocoEvaluator
 from cornernet_tf.images import read_image
 from cornernet_tf.inference import Detector
 from cornernet_tf.model import build_model, load_trained
-from cornernet_tf.visualize import draw_detections, plot_precision_recall
+from cornernet_tf.visualize import draw_detections, plot_precision_recall, sheet
 
 
 def make_shapes(config) -> None:
@@ -97,11 +96,7 @@ def evaluate(config, weights: Path, out: Path) -> dict:
             out / "precision_recall.png",
             title=f"shapes val: AP {result['AP']:.3f}, AP50 {result['AP50']:.3f}",
         )
-    width, height = pictures[0].size
-    sheet = Image.new("RGB", (width * 3, height * 2), "white")
-    for k, picture in enumerate(pictures):
-        sheet.paste(picture, ((k % 3) * width, (k // 3) * height))
-    sheet.save(out / "detections.png")
+    sheet(pictures).save(out / "detections.png")
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     return result
 

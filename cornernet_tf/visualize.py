@@ -1,4 +1,5 @@
-"""Pictures: detections drawn on images, precision-recall curves."""
+"""Pictures: detections (and ground truth) drawn on images, sheets of them, precision-recall
+curves."""
 
 from __future__ import annotations
 
@@ -19,10 +20,13 @@ def class_name(names: Sequence[str], index: int) -> str:
     return names[index] if 0 <= index < len(names) else f"class {index}"
 
 
-def draw_detections(image, boxes, scores, classes, names: Sequence[str] = (), threshold=0.3):
+def draw_detections(
+    image, boxes, scores, classes, names: Sequence[str] = (), threshold=0.3, ground_truth=()
+):
     """Draws boxes scoring >= threshold with 'name score' labels; returns a PIL RGB image.
 
     image: (H, W, 3) uint8 RGB; boxes (N, 4) [x1, y1, x2, y2] in image pixels; classes 0-based.
+    ground_truth: boxes (M, 4) in the same form, drawn first as thin white boxes edged in black.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -34,6 +38,9 @@ def draw_detections(image, boxes, scores, classes, names: Sequence[str] = (), th
     except TypeError:  # Pillow < 10.1
         font = ImageFont.load_default()
     width = max(2, min(picture.size) // 200)
+    for x1, y1, x2, y2 in np.asarray(ground_truth, np.float64).reshape(-1, 4):
+        draw.rectangle([x1 - 1, y1 - 1, x2 + 1, y2 + 1], outline=(0, 0, 0), width=3)
+        draw.rectangle([x1, y1, x2, y2], outline=(255, 255, 255), width=1)
     order = np.argsort(np.asarray(scores))  # best drawn last, on top
     for i in order:
         if scores[i] < threshold:
@@ -47,6 +54,23 @@ def draw_detections(image, boxes, scores, classes, names: Sequence[str] = (), th
         draw.rectangle([x1, ty, x1 + (right - left) + 6, ty + (bottom - top) + 4], fill=colour)
         draw.text((x1 + 3, ty + 1), label, fill=(0, 0, 0), font=font)
     return picture
+
+
+def sheet(pictures, columns: int = 3, largest: int = 640):
+    """The PIL pictures side by side, `columns` to a row, on white; pictures larger than
+    `largest` pixels on a side are shrunk to it (aspect kept)."""
+    from PIL import Image
+
+    pictures = [picture.copy() for picture in pictures]
+    for picture in pictures:
+        picture.thumbnail((largest, largest))
+    width = max(picture.width for picture in pictures)
+    height = max(picture.height for picture in pictures)
+    rows = -(-len(pictures) // columns)
+    result = Image.new("RGB", (width * min(columns, len(pictures)), height * rows), "white")
+    for k, picture in enumerate(pictures):
+        result.paste(picture, ((k % columns) * width, (k // columns) * height))
+    return result
 
 
 def plot_precision_recall(curves: dict, path: str | Path, title: str = "") -> None:

@@ -182,6 +182,10 @@ def test_evaluate_script_end_to_end(tmp_path, tiny_weights, capsys):
     detections = json.loads((tmp_path / "out/detections.json").read_text())
     assert detections and {d["image_id"] for d in detections} <= {1, 2}
     assert (tmp_path / "out/precision_recall.png").stat().st_size > 1000
+    examples = Image.open(tmp_path / "out/examples.png")
+    assert examples.size == (2 * 160, 120)  # the two scored images
+    assert (200, 60, 30) in [colour for _, colour in examples.getcolors(1 << 16)]  # the images
+    assert (255, 255, 255) in [colour for _, colour in examples.getcolors(1 << 16)]  # the truth
 
 
 @pytest.mark.e2e

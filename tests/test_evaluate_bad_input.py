@@ -232,6 +232,8 @@ def test_some_unreadable_images_are_counted_left_out_and_said(tmp_path, capsys, 
     assert "AP50   0.0000" in captured.out and "APs    -1.0000" in captured.out
     assert "-1 or nan: no ground-truth box of that size or class" in captured.out
     out = tmp_path / "out"
-    assert f"wrote {out / 'detections.json'} and {out / 'precision_recall.png'}" in captured.out
+    written = f"{out / 'detections.json'}, {out / 'precision_recall.png'} and"
+    assert f"wrote {written} {out / 'examples.png'}" in captured.out
     assert (out / "precision_recall.png").stat().st_size > 1000
+    assert Image.open(out / "examples.png").width > 100  # the 3 scored images, sizes differing
     assert "Traceback" not in err

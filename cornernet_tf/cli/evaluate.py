@@ -6,7 +6,8 @@
 
 Prints the 12 COCO numbers and a per-class AP table; writes DIR/detections.json (COCO results
 format, category ids by the config's map data.category_ids, else the annotation file's ids in
-ascending order) and DIR/precision_recall.png.
+ascending order), DIR/precision_recall.png and DIR/examples.png (the first six scored images:
+detections scoring 0.3 or more over the ground truth, in white).
 
 Each image's detections go to DIR/detections.partial.jsonl as soon as it is done: after Ctrl-C,
 a crash or a killed job, the same command resumes with the images not yet done (when the
@@ -33,6 +34,7 @@ from cornernet_tf import cli
 
 SHOWN = 3  # file names a message lists before "..."
 LOG = "detections.partial.jsonl"  # in --out: the detections so far, to resume from
+EXAMPLES, EXAMPLE_THRESHOLD = 6, 0.3  # DIR/examples.png: images, lowest score drawn
 
 
 def first(names: list[str]) -> str:
@@ -169,17 +171,50 @@ def main(argv=None) -> int:
     if not evaluator.results:
         print(f"warning: no detections on the {scored} scored images", file=sys.stderr)
     detections, plot = out / "detections.json", out / "precision_recall.png"
+    examples = out / "examples.png"
     try:
         evaluator.write_results(detections)
         title = f"AP {result['AP']:.3f}, AP50 {result['AP50']:.3f}"
         plot_precision_recall(evaluator.precision_recall(), plot, title=title)
+        scored_images = [info for info in images if "error" not in log.records[info["id"]]]
+        example_sheet(evaluator, scored_images, log.records, image_dir, config).save(examples)
     except OSError as error:
         raise cli.CommandError(
             f"cannot write the results to {error.filename or out} ({error.strerror})"
         ) from None
     log.remove()
-    print(f"\nwrote {detections} and {plot}")
+    print(f"\nwrote {detections}, {plot} and {examples}")
     return 0
+
+
+def example_sheet(evaluator, images: list[dict], records: dict, image_dir: Path, config):
+    """The first EXAMPLES scored images side by side: detections scoring >= EXAMPLE_THRESHOLD in
+    their class colours over the ground truth (thin white boxes)."""
+    from cornernet_tf.images import read_image
+    from cornernet_tf.visualize import draw_detections, sheet
+
+    pictures = []
+    for info in images[:EXAMPLES]:
+        record = records[info["id"]]
+        truth = [
+            [x, y, x + w, y + h]
+            for x, y, w, h in (
+                ann["bbox"]
+                for ann in evaluator.coco.imgToAnns[info["id"]]
+                if not ann.get("iscrowd", 0)
+            )
+        ]
+        picture = draw_detections(
+            read_image(image_dir / info["file_name"]),
+            record["boxes"],
+            record["scores"],
+            record["classes"],
+            config.data.class_names or evaluator.class_names,
+            threshold=EXAMPLE_THRESHOLD,
+            ground_truth=truth,
+        )
+        pictures.append(picture)
+    return sheet(pictures)
 
 
 if __name__ == "__main__":
