@@ -72,17 +72,18 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def sources(config: Config):
+def sources(config: Config, progress: bool = False):
     """(config with its category map and class names filled in, train source, validation
-    source or None), from the data section of the config, every record checked (DataError)."""
+    source or None), from the data section of the config, every record checked (DataError);
+    `progress`: progress bars while checking."""
     data = config.data
     if data.train_tfrecords:  # the config's map, validated against num_classes with the config
         ids = category_ids(config)
-        train = tfrecord_source(data.train_tfrecords, ids)
+        train = tfrecord_source(data.train_tfrecords, ids, progress)
         names = data.class_names
     elif data.train_annotations and data.train_images:
         train = coco_source(data.train_annotations, data.train_images, data.category_ids)
-        train = without_undecodable(train)
+        train = without_undecodable(train, progress=progress)
         ids, names = train.category_ids, data.class_names or train.class_names
         if len(ids) != config.model.num_classes:  # a map read from the file
             raise DataError(
@@ -99,9 +100,10 @@ def sources(config: Config):
     config = dataclasses.replace(config, data=data)
     val = None
     if data.val_tfrecords:
-        val = tfrecord_source(data.val_tfrecords, ids)
+        val = tfrecord_source(data.val_tfrecords, ids, progress)
     elif data.val_annotations and data.val_images:
-        val = without_undecodable(coco_source(data.val_annotations, data.val_images, ids))
+        val = coco_source(data.val_annotations, data.val_images, ids)
+        val = without_undecodable(val, progress=progress)
     return config, train, val
 
 
@@ -161,7 +163,7 @@ def train(
         print(f"{out} holds an interrupted run: resuming it (as BackupAndRestore would)")
         resume = True
     try:
-        config, train_source, val_source = sources(config)
+        config, train_source, val_source = sources(config, progress=verbose > 0)
     except DataError as error:
         report([], out, warnings=error.warnings)
         raise

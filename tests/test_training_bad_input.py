@@ -296,3 +296,20 @@ def test_a_graph_execution_error_is_told_by_its_cause():
     assert reason(info.value) == "indices[0] = 5 is not in [0, 2)"
     eager = tf.errors.InvalidArgumentError(None, None, "bad value\n\tmore detail")
     assert reason(eager) == "bad value"
+
+
+def test_the_data_checks_show_progress_only_when_asked(shapes, tmp_path, capsys):
+    from cornernet_tf.data import coco_source, tfrecord_source
+    from cornernet_tf.data.source import without_undecodable
+
+    coco(shapes, tmp_path, "train", truncate=[2])
+    records(tmp_path / "a.tfrecord", shapes, 4)
+    found = {}
+    for progress in (False, True):
+        source = coco_source(tmp_path / "train.json", tmp_path / "train")
+        found[progress] = without_undecodable(source, progress=progress).size
+        tfrecord_source(str(tmp_path / "a.tfrecord"), (1, 2, 3, 4), progress=progress)
+        err = capsys.readouterr().err
+        assert ("decoding every image once" in err) == progress
+        assert ("checking every record" in err) == progress
+    assert found[True] == found[False] == 11  # the same check, with or without the bar

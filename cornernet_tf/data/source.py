@@ -65,26 +65,32 @@ class Source:
         return items.map(lambda *item: self.load(item[0] if len(item) == 1 else item))
 
 
-def undecodable(items, load, size: int) -> list[int]:
+def undecodable(items, load, size: int, progress: bool = False) -> list[int]:
     """The positions of the items whose image does not decode (truncated, corrupt, or larger than
     `cornernet_tf.images.MAX_PIXELS` by its header), found by
-    decoding each once, in parallel, with the loader the pipeline uses."""
+    decoding each once, in parallel, with the loader the pipeline uses. `progress`: a progress
+    bar on stderr while it runs."""
+    from tqdm import tqdm
+
     items = items.enumerate().map(
         lambda k, *item: (k, tf.shape(load(item[0] if len(item) == 1 else item)["image"])),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=False,
     )
-    decoded = {int(k) for k, _ in items.ignore_errors().as_numpy_iterator()}
+    found = items.ignore_errors().as_numpy_iterator()
+    bar = {"total": size, "unit": "image", "leave": False, "disable": not progress}
+    decoded = {int(k) for k, _ in tqdm(found, desc="decoding every image once", **bar)}
     return sorted(set(range(size)) - decoded)
 
 
-def without_undecodable(source: Source, what: str = "image") -> Source:
+def without_undecodable(source: Source, what: str = "image", progress: bool = False) -> Source:
     """`source` without the items whose image does not decode, each with a warning naming its
     file, and the summary with the count; DataError (with the warnings) when none decodes.
-    The check decodes every image once, before the first step."""
+    The check decodes every image once, before the first step (`progress`: with a progress
+    bar)."""
     if source.decoded:
         return source
-    bad = undecodable(source.items, source.load, source.size)
+    bad = undecodable(source.items, source.load, source.size, progress)
     bad_set = set(bad)
     names = source.names or _item_names(source.items)
     warnings = [

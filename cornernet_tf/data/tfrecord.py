@@ -29,7 +29,7 @@ SHUFFLE_RECORDS = 2048  # records a training shuffle holds (they carry the encod
 CYCLE = 8  # shards read at once
 
 
-def tfrecord_source(pattern: str, category_ids) -> Source:
+def tfrecord_source(pattern: str, category_ids, progress: bool = False) -> Source:
     """TFRecords of tf.train.Example: image/encoded, image/object/bbox/{xmin,ymin,xmax,ymax}
     normalised to [0, 1], image/object/class/label the dataset's category ids (the TF Object
     Detection API writes COCO's 1..90), mapped to class indices by `category_ids` (ascending).
@@ -39,11 +39,11 @@ def tfrecord_source(pattern: str, category_ids) -> Source:
     decode are left out; a shard that is truncated or corrupt is read up to where it breaks;
     boxes of zero area or outside [0, 1] are dropped; each with a warning. `source.usable`
     counts in bytes (a broken tail has no record count). Shards are read `CYCLE` at a time,
-    interleaved record by record in a fixed order."""
+    interleaved record by record in a fixed order. `progress`: a progress bar while checking."""
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
         raise DataError(f"{pattern}: no TFRecord file matches")
-    check = check_tfrecords(files, category_ids)
+    check = check_tfrecords(files, category_ids, progress)
     ids = tf.constant(list(category_ids), tf.int64)
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(ids, tf.range(len(category_ids), dtype=tf.int32)), -1
@@ -122,16 +122,21 @@ class TfrecordCheck:
     summary: str = ""
 
 
-def check_tfrecords(files, category_ids) -> TfrecordCheck:
+def check_tfrecords(files, category_ids, progress: bool = False) -> TfrecordCheck:
     """Reads every record's labels, boxes, source id and first image bytes, and decodes every
     image once: raises DataError naming the file, the record, the field and the value for a label
     outside the map or a duplicate image/source_id. Records whose image is not an image or does
     not decode are left out, and a shard that is truncated or corrupt is read up to the last
-    whole record, each with a warning; DataError (with the warnings) when no record is usable."""
+    whole record, each with a warning; DataError (with the warnings) when no record is usable.
+    `progress`: a progress bar over the files' bytes on stderr."""
+    from tqdm import tqdm
+
     allowed = {int(c) for c in category_ids}
     check, seen = TfrecordCheck(), {}
-    for f, file in enumerate(files):
-        size = tf.io.gfile.stat(file).length
+    sizes = [tf.io.gfile.stat(file).length for file in files]
+    bar = tqdm(total=sum(sizes), desc="checking every record", unit="B", unit_scale=True,
+               leave=False, disable=not progress)  # fmt: skip
+    for f, (file, size) in enumerate(zip(files, sizes, strict=True)):
         check.total_bytes += size
         reader = _Records(file)
         usable = {}  # record index -> its bytes on disk
@@ -182,6 +187,8 @@ def check_tfrecords(files, category_ids) -> TfrecordCheck:
             del usable[k]
         check.usable += len(usable)
         check.usable_bytes += sum(usable.values())
+        bar.update(size)
+    bar.close()
     read = sum(check.readable)
     check.summary = (
         f"{len(files)} TFRecord file(s): {check.usable} images, {check.boxes} boxes, "
