@@ -255,6 +255,7 @@ def train(
                 validation_steps=val_steps,
                 callbacks=callbacks,
                 verbose=verbose,
+                shuffle=False,  # the dataset shuffles itself (Keras would warn it ignores True)
             )
         except KeyboardInterrupt:
             step = int(optimizer.iterations.numpy())
