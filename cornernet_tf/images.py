@@ -96,15 +96,16 @@ def folder_files(folder: str | Path) -> list[Path]:
 
 def images_in(folder: str | Path) -> tuple[list[Path], list[Path]]:
     """(image files, other files) of a folder (`folder_files`), told apart by their first bytes
-    (JPEG, PNG, GIF, BMP); whether an image decodes is `read_image`'s to find."""
+    (JPEG, PNG, GIF, BMP); whether an image decodes is `read_image`'s to find, and so is why a
+    file cannot be read (it counts as an image here, so that the reason is told)."""
     images, others = [], []
     for path in folder_files(folder):
         try:
             with path.open("rb") as file:
-                head = file.read(8)
+                is_image = image_format(file.read(8)) is not None
         except OSError:
-            head = b""
-        (images if image_format(head) else others).append(path)
+            is_image = True
+        (images if is_image else others).append(path)
     return images, others
 
 

@@ -163,7 +163,7 @@ def train(
         print(f"{out} holds an interrupted run: resuming it (as BackupAndRestore would)")
         resume = True
     try:
-        config, train_source, val_source = sources(config, progress=verbose > 0)
+        config, train_source, val_source = sources(config, progress=verbose > 0 and chief)
     except DataError as error:
         report([], out, warnings=error.warnings)
         raise

@@ -7,13 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cornernet_tf.evaluate import (
-    STAT_NAMES,
-    AnnotationError,
-    CocoEvaluator,
-    file_stamp,
-    load_annotations,
-)
+from cornernet_tf.detection_log import DetectionLog, file_stamp
+from cornernet_tf.evaluate import STAT_NAMES, AnnotationError, CocoEvaluator, load_annotations
 from cornernet_tf.images import ImageError, read_image
 from tests.helpers import ROOT, png_header, run_script
 
@@ -234,8 +229,6 @@ def test_detect_script_draws_and_lists_skipped(tmp_path, tiny_weights, capsys):
 
 
 def test_detection_log_keeps_values_exactly_and_only_for_the_same_settings(tmp_path):
-    from cornernet_tf.evaluate import DetectionLog
-
     path, weights = tmp_path / "log.jsonl", tmp_path / "w.weights.h5"
     weights.write_bytes(b"1")
     settings = {"config": {"test": {"scales": (1,)}}, "weights": file_stamp(weights)}
@@ -357,7 +350,7 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(
     assert run_script("evaluate", *weights, *evaluate_args(data, out)) == 0
     captured = capsys.readouterr()
     assert len(detector.images) == 2
-    assert f"resuming: 3 of 5 images done before ({log})" in captured.out
+    assert f"resuming: 2 of 5 images done before ({log})" in captured.out  # cut.png tried again
     assert "skipped 1 image(s) that could not be decoded" in captured.err  # told again
     assert "COCO bbox on 4 images (1 of 5 left out" in captured.out
     assert (out / "detections.json").read_text() == straight
@@ -399,7 +392,7 @@ def test_an_interrupted_detect_resumes_where_it_stopped(tmp_path, tiny_weights, 
     detector.reset()
     assert detect(out) == 1
     captured = capsys.readouterr()
-    assert len(detector.images) == 2 and "resuming: 2 of 4 images done before" in captured.out
+    assert len(detector.images) == 2 and "resuming: 1 of 4 images done before" in captured.out
     assert "skipped 1 file(s)" in captured.err and "cut.png" in captured.err  # told again
     assert (out / "detections.json").read_text() == straight
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -436,6 +429,17 @@ def test_detect_takes_a_folder_for_its_images(tmp_path, tiny_weights, capsys):
     results = json.loads((out / "detections.json").read_text())
     assert list(results) == [str(data / n) for n in ("img1.png", "img2.png", "photo.JPEG")]
 
-    code = run_script("detect", *config, str(tmp_path / "empty"), "--out", str(out), *overrides)
-    assert code == 2
-    assert "empty: a folder without JPEG, PNG, GIF or BMP files" in capsys.readouterr().err
+    # a folder without images is skipped like an unreadable file; an image given twice (in a
+    # folder and by its path) is read once
+    image = str(data / "img1.png")
+    inputs = [str(tmp_path / "empty"), str(data), image, "--out", str(tmp_path / "again")]
+    assert run_script("detect", *config, *inputs, *overrides) == 1
+    captured = capsys.readouterr()
+    assert "empty: a folder without JPEG, PNG, GIF or BMP files" in captured.err
+    assert list(json.loads((tmp_path / "again/detections.json").read_text())) == list(results)
+
+    code = run_script("detect", *config, str(data), "--out", str(data), *overrides)
+    assert code == 2 and "is also an input folder" in capsys.readouterr().err
+    (out / "detections.partial.jsonl").mkdir()
+    code = run_script("detect", *config, str(data), "--out", str(out), *overrides)
+    assert code == 2 and "detections.partial.jsonl is in the way" in capsys.readouterr().err

@@ -179,26 +179,30 @@ def load_model(config, weights):
 
 
 def detection_settings(args, config, **more) -> dict:
-    """What decides the detections of a command (`cornernet_tf.evaluate.DetectionLog`): the
+    """What decides the detections of a command (`cornernet_tf.detection_log.DetectionLog`): the
     package version, the config with its overrides, the weights file (path, size, modification
-    time), and `more`. Call after `load_model`, which names a missing weights file."""
+    time: read before the weights are, so a file replaced meanwhile is not taken for the one
+    loaded), and `more`. Weights that cannot be found get no stamp: `load_model` names why."""
     from cornernet_tf import __version__
     from cornernet_tf.config import to_dict
-    from cornernet_tf.evaluate import file_stamp
-    from cornernet_tf.model import resolve_weights
+    from cornernet_tf.detection_log import file_stamp
+    from cornernet_tf.model import WeightsError, resolve_weights
 
-    return {
-        "version": __version__,
-        "config": to_dict(config),
-        "weights": file_stamp(resolve_weights(args.weights)),
-        **more,
-    }
+    try:
+        weights = file_stamp(resolve_weights(args.weights))
+    except (OSError, WeightsError):
+        weights = None
+    return {"version": __version__, "config": to_dict(config), "weights": weights, **more}
 
 
-def resume_log(path, settings: dict):
-    """The `DetectionLog` at `path`, saying on stderr when one of other settings is replaced."""
-    from cornernet_tf.evaluate import DetectionLog
+def resume_log(out: Path, settings: dict):
+    """The `DetectionLog` of the --out folder `out`, saying on stderr when one of other settings
+    is replaced."""
+    from cornernet_tf.detection_log import LOG_NAME, DetectionLog
 
+    path = out / LOG_NAME
+    if path.exists() and not path.is_file():
+        raise CommandError(f"{path} is in the way: it is where the detections so far are kept")
     log = DetectionLog(path, settings)
     if log.replaced == ["all"]:
         print(f"warning: {log.path} is not a log of detections: starting afresh", file=sys.stderr)
@@ -214,8 +218,8 @@ def resume_log(path, settings: dict):
 
 def detect_images(detector, log, jobs, total: int, desc: str, on_image=None) -> None:
     """Runs `detector` on the images of `jobs` ((key, path) pairs: those of the command's
-    `total` images not yet in `log`) and records each in the log under its key: its size and
-    detections, or the ImageError that left it out. `on_image(key, image, detections)` runs
+    `total` images that `log` has not done) and records each in the log under its key: its size
+    and detections, or the ImageError that left it out. `on_image(key, image, detections)` runs
     before the record is written (detect draws the picture there). Says how many images were
     done before; Ctrl-C ends saying where it stopped and how to go on."""
     from tqdm import tqdm
@@ -227,7 +231,7 @@ def detect_images(detector, log, jobs, total: int, desc: str, on_image=None) -> 
     finished = total - len(jobs)
     with log:
         try:
-            for key, path in tqdm(jobs, desc=desc, unit="image"):
+            for key, path in tqdm(jobs, desc=desc, unit="image", initial=finished, total=total):
                 try:
                     image = read_image(path)
                 except ImageError as error:  # found only by decoding: this image is left out

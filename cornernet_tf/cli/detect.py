@@ -4,7 +4,7 @@
         [--precision float32|bfloat16] [--winograd] [key=value ...]
 
 A FOLDER stands for the JPEG, PNG, GIF and BMP files in it (by their first bytes, sorted by name,
-not its subfolders); its other files are left out with a note.
+not its subfolders); its other files are left out with a note. --out cannot be an input folder.
 
 Writes DIR/<image name>.png with boxes, class names and scores drawn, and DIR/detections.json
 ({image path: [{"box": [x1, y1, x2, y2], "score", "class", "category_id", "name"}, ...]}, pixels
@@ -23,6 +23,7 @@ removed once detections.json is written.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -46,47 +47,54 @@ def main(argv=None) -> int:
     from cornernet_tf.config import category_ids
     from cornernet_tf.images import images_in
 
-    images = []
+    out = Path(args.out)
+    images, not_found = [], []
     for item in args.inputs:  # a folder stands for the images in it
-        if Path(item).is_dir():
-            found, others = images_in(item)
-            if others:
-                print(f"note: {len(others)} file(s) of {item} are not images, left out "
-                      f"(first: {others[0].name})")  # fmt: skip
-            if not found:
-                raise cli.CommandError(f"{item}: a folder without JPEG, PNG, GIF or BMP files")
-            images += [str(path) for path in found]
-        else:
+        if not Path(item).is_dir():
             images.append(item)
-    images = list(dict.fromkeys(images))  # an image given twice is read once
+            continue
+        if Path(item).resolve() == out.resolve():
+            raise cli.CommandError(
+                f"--out {args.out} is also an input folder: its pictures would become inputs"
+            )
+        found, others = images_in(item)
+        if others:
+            print(f"note: {len(others)} file(s) of {item} are not images, left out "
+                  f"(first: {others[0].name})")  # fmt: skip
+        if not found:
+            not_found.append(f"{item}: a folder without JPEG, PNG, GIF or BMP files")
+        images += [str(path) for path in found]
+    given = {}  # absolute path -> the path as given: an image given twice is read once
+    for path in images:
+        given.setdefault(os.path.abspath(path), path)
     from cornernet_tf.inference import Detector
     from cornernet_tf.visualize import class_name, draw_detections
 
     config = cli.load_config(args)
+    settings = cli.detection_settings(args, config, threshold=args.threshold)
     detector = Detector(cli.load_model(config, args.weights), config)
     names = config.data.class_names
     ids = category_ids(config)
-    out = cli.output_folder(args.out)
-    pictures = dict(zip(images, picture_names(images), strict=True))
-    settings = cli.detection_settings(args, config, threshold=args.threshold)
-    log = cli.resume_log(out / "detections.partial.jsonl", settings)
+    cli.output_folder(out)
+    pictures = dict(zip(given, picture_names(given.values()), strict=True))
+    log = cli.resume_log(out, settings)  # keyed by absolute path: the same from any folder
 
-    def done(path) -> bool:  # its picture was written, or it did not decode
-        record = log.records.get(path)
-        return record is not None and ("error" in record or (out / pictures[path]).is_file())
-
-    def draw(path, image, dets) -> None:
+    def draw(full, image, dets) -> None:
         picture = draw_detections(
             image, dets["boxes"], dets["scores"], dets["classes"], names, args.threshold
         )
-        picture.save(out / pictures[path])
+        picture.save(out / pictures[full])
 
-    jobs = [(path, path) for path in images if not done(path)]
-    cli.detect_images(detector, log, jobs, len(images), "detecting", on_image=draw)
+    jobs = [
+        (full, path)
+        for full, path in given.items()
+        if not (log.done(full) and (out / pictures[full]).is_file())
+    ]
+    cli.detect_images(detector, log, jobs, len(given), "detecting", on_image=draw)
 
-    results, skipped = {}, []
-    for path in images:
-        record = log.records[path]
+    results, skipped = {}, list(not_found)
+    for full, path in given.items():
+        record = log.records[full]
         if "error" in record:
             skipped.append(record["error"])
             continue
@@ -111,9 +119,9 @@ def main(argv=None) -> int:
     log.remove()
     print(f"wrote {len(results)} picture(s) and {out / 'detections.json'}")
     renamed = [
-        f"{name} <- {path}"
-        for path, name in pictures.items()
-        if name != f"{Path(path).stem}.png" and path in results
+        f"{name} <- {given[full]}"
+        for full, name in pictures.items()
+        if name != f"{Path(given[full]).stem}.png" and given[full] in results
     ]
     if renamed:
         print("numbered because their names clash: " + ", ".join(renamed))

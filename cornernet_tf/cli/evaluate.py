@@ -33,7 +33,6 @@ from pathlib import Path
 from cornernet_tf import cli
 
 SHOWN = 3  # file names a message lists before "..."
-LOG = "detections.partial.jsonl"  # in --out: the detections so far, to resume from
 EXAMPLES, EXAMPLE_THRESHOLD = 6, 0.3  # DIR/examples.png: images, lowest score drawn
 
 
@@ -69,7 +68,8 @@ def main(argv=None) -> int:
         raise cli.CommandError(f"--images {image_dir}: no such folder")
     cli.output_folder(out, create=False)  # before the slow work
     from cornernet_tf.data.coco import image_problem
-    from cornernet_tf.evaluate import STAT_NAMES, CocoEvaluator, file_stamp
+    from cornernet_tf.detection_log import file_stamp
+    from cornernet_tf.evaluate import STAT_NAMES, CocoEvaluator
     from cornernet_tf.inference import Detector
     from cornernet_tf.visualize import plot_precision_recall
 
@@ -118,11 +118,12 @@ def main(argv=None) -> int:
             f"and not scored; scoring the other {len(images)}",
             file=sys.stderr,
         )
-    detector = Detector(cli.load_model(config, args.weights), config)
     stamp = {"annotations": file_stamp(args.annotations), "images": str(image_dir.resolve())}
-    log = cli.resume_log(out / LOG, cli.detection_settings(args, config, **stamp))
+    settings = cli.detection_settings(args, config, **stamp)
+    detector = Detector(cli.load_model(config, args.weights), config)
+    log = cli.resume_log(out, settings)
     jobs = [(info["id"], image_dir / info["file_name"]) for info in images]
-    jobs = [(key, path) for key, path in jobs if key not in log.records]
+    jobs = [(key, path) for key, path in jobs if not log.done(key)]
     cli.detect_images(detector, log, jobs, len(images), "evaluating")
 
     skipped, resized = [], []
@@ -171,50 +172,55 @@ def main(argv=None) -> int:
     if not evaluator.results:
         print(f"warning: no detections on the {scored} scored images", file=sys.stderr)
     detections, plot = out / "detections.json", out / "precision_recall.png"
-    examples = out / "examples.png"
+    written = [detections, plot]
     try:
         evaluator.write_results(detections)
         title = f"AP {result['AP']:.3f}, AP50 {result['AP50']:.3f}"
         plot_precision_recall(evaluator.precision_recall(), plot, title=title)
-        scored_images = [info for info in images if "error" not in log.records[info["id"]]]
-        example_sheet(evaluator, scored_images, log.records, image_dir, config).save(examples)
+        scored_images = [info for info in images if log.done(info["id"])]
+        picture = example_sheet(evaluator, scored_images, log.records, image_dir, config)
+        if picture is not None:
+            picture.save(out / "examples.png")
+            written.append(out / "examples.png")
     except OSError as error:
         raise cli.CommandError(
             f"cannot write the results to {error.filename or out} ({error.strerror})"
         ) from None
     log.remove()
-    print(f"\nwrote {detections}, {plot} and {examples}")
+    print(f"\nwrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
     return 0
 
 
 def example_sheet(evaluator, images: list[dict], records: dict, image_dir: Path, config):
     """The first EXAMPLES scored images side by side: detections scoring >= EXAMPLE_THRESHOLD in
-    their class colours over the ground truth (thin white boxes)."""
-    from cornernet_tf.images import read_image
+    their class colours over the ground truth (thin white boxes). Images that no longer read
+    (changed since they were detected) are left out."""
+    from cornernet_tf.images import ImageError, read_image
     from cornernet_tf.visualize import draw_detections, sheet
 
     pictures = []
-    for info in images[:EXAMPLES]:
+    for info in images:
+        if len(pictures) == EXAMPLES:
+            break
+        try:
+            image = read_image(image_dir / info["file_name"])
+        except ImageError:
+            continue
         record = records[info["id"]]
-        truth = [
-            [x, y, x + w, y + h]
-            for x, y, w, h in (
-                ann["bbox"]
-                for ann in evaluator.coco.imgToAnns[info["id"]]
-                if not ann.get("iscrowd", 0)
+        annotations = evaluator.coco.imgToAnns[info["id"]]
+        boxes = [ann["bbox"] for ann in annotations if not ann.get("iscrowd", 0)]
+        pictures.append(
+            draw_detections(
+                image,
+                record["boxes"],
+                record["scores"],
+                record["classes"],
+                config.data.class_names or evaluator.class_names,
+                threshold=EXAMPLE_THRESHOLD,
+                ground_truth=[[x, y, x + w, y + h] for x, y, w, h in boxes],
             )
-        ]
-        picture = draw_detections(
-            read_image(image_dir / info["file_name"]),
-            record["boxes"],
-            record["scores"],
-            record["classes"],
-            config.data.class_names or evaluator.class_names,
-            threshold=EXAMPLE_THRESHOLD,
-            ground_truth=truth,
         )
-        pictures.append(picture)
-    return sheet(pictures)
+    return sheet(pictures) if pictures else None
 
 
 if __name__ == "__main__":

@@ -134,61 +134,11 @@ def check_tfrecords(files, category_ids, progress: bool = False) -> TfrecordChec
     allowed = {int(c) for c in category_ids}
     check, seen = TfrecordCheck(), {}
     sizes = [tf.io.gfile.stat(file).length for file in files]
-    bar = tqdm(total=sum(sizes), desc="checking every record", unit="B", unit_scale=True,
-               leave=False, disable=not progress)  # fmt: skip
-    for f, (file, size) in enumerate(zip(files, sizes, strict=True)):
-        check.total_bytes += size
-        reader = _Records(file)
-        usable = {}  # record index -> its bytes on disk
-        for k, record in enumerate(reader):
-            where = f"{file}: record {k}"
-            if record["source_id"]:
-                where += f" (image/source_id {record['source_id']!r})"
-            bad = [v for v in record["labels"] if v not in allowed]
-            if bad:
-                raise DataError(
-                    f"{where}: image/object/class/label {bad[0]} is not in the category map "
-                    f"{sorted(allowed)} (set data.category_ids to the dataset's ids)"
-                )
-            if record["source_id"] in seen:
-                raise DataError(
-                    f"{where}: duplicate image/source_id {record['source_id']!r}, "
-                    f"also {seen[record['source_id']]}"
-                )
-            if record["source_id"]:
-                seen[record["source_id"]] = f"{file}: record {k}"
-            if not is_image(record["head"]):
-                check.skipped.add((f, k))
-                check.warnings.append(f"{where} left out: image/encoded is not an image")
-                continue
-            keep = usable_boxes(record["boxes"])
-            for n in np.flatnonzero(~keep):
-                check.warnings.append(
-                    f"{where}: box {n} left out: {record['boxes'][n].tolist()} (xmin, ymin, "
-                    "xmax, ymax) has no area or lies outside the image"
-                )
-            check.boxes += int(keep.sum())
-            check.dropped += int((~keep).sum())
-            usable[k] = record["bytes"]
-        check.readable.append(reader.count)
-        if reader.end < size:
-            check.broken += 1
-            why = f" ({reader.error})" if "corrupt" in reader.error else ""
-            check.warnings.append(
-                f"{file}: truncated or corrupt after {reader.count} records (at byte "
-                f"{reader.end} of {size}){why}: the rest, {size - reader.end} bytes, left out"
-            )
-        for k in _undecodable(file, reader.count, sorted(usable)):
-            check.skipped.add((f, k))
-            check.warnings.append(
-                f"{file}: record {k} left out: image/encoded does not decode (truncated or "
-                "corrupt image)"
-            )
-            del usable[k]
-        check.usable += len(usable)
-        check.usable_bytes += sum(usable.values())
-        bar.update(size)
-    bar.close()
+    bar = {"desc": "checking every record", "unit": "B", "unit_scale": True, "leave": False}
+    with tqdm(total=sum(sizes), disable=not progress, **bar) as progress_bar:
+        for f, (file, size) in enumerate(zip(files, sizes, strict=True)):
+            _check_file(check, f, file, size, allowed, seen)
+            progress_bar.update(size)
     read = sum(check.readable)
     check.summary = (
         f"{len(files)} TFRecord file(s): {check.usable} images, {check.boxes} boxes, "
@@ -204,6 +154,60 @@ def check_tfrecords(files, category_ids, progress: bool = False) -> TfrecordChec
             check.warnings,
         )
     return check
+
+
+def _check_file(check: TfrecordCheck, f: int, file: str, size: int, allowed, seen: dict) -> None:
+    """`check_tfrecords` for the file `file` (index `f`, `size` bytes): adds to `check`."""
+    check.total_bytes += size
+    reader = _Records(file)
+    usable = {}  # record index -> its bytes on disk
+    for k, record in enumerate(reader):
+        where = f"{file}: record {k}"
+        if record["source_id"]:
+            where += f" (image/source_id {record['source_id']!r})"
+        bad = [v for v in record["labels"] if v not in allowed]
+        if bad:
+            raise DataError(
+                f"{where}: image/object/class/label {bad[0]} is not in the category map "
+                f"{sorted(allowed)} (set data.category_ids to the dataset's ids)"
+            )
+        if record["source_id"] in seen:
+            raise DataError(
+                f"{where}: duplicate image/source_id {record['source_id']!r}, "
+                f"also {seen[record['source_id']]}"
+            )
+        if record["source_id"]:
+            seen[record["source_id"]] = f"{file}: record {k}"
+        if not is_image(record["head"]):
+            check.skipped.add((f, k))
+            check.warnings.append(f"{where} left out: image/encoded is not an image")
+            continue
+        keep = usable_boxes(record["boxes"])
+        for n in np.flatnonzero(~keep):
+            check.warnings.append(
+                f"{where}: box {n} left out: {record['boxes'][n].tolist()} (xmin, ymin, "
+                "xmax, ymax) has no area or lies outside the image"
+            )
+        check.boxes += int(keep.sum())
+        check.dropped += int((~keep).sum())
+        usable[k] = record["bytes"]
+    check.readable.append(reader.count)
+    if reader.end < size:
+        check.broken += 1
+        why = f" ({reader.error})" if "corrupt" in reader.error else ""
+        check.warnings.append(
+            f"{file}: truncated or corrupt after {reader.count} records (at byte "
+            f"{reader.end} of {size}){why}: the rest, {size - reader.end} bytes, left out"
+        )
+    for k in _undecodable(file, reader.count, sorted(usable)):
+        check.skipped.add((f, k))
+        check.warnings.append(
+            f"{file}: record {k} left out: image/encoded does not decode (truncated or "
+            "corrupt image)"
+        )
+        del usable[k]
+    check.usable += len(usable)
+    check.usable_bytes += sum(usable.values())
 
 
 def _undecodable(file, count: int, positions) -> list[int]:
