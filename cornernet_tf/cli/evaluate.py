@@ -122,8 +122,7 @@ def main(argv=None) -> int:
     settings = cli.detection_settings(args, config, **stamp)
     detector = Detector(cli.load_model(config, args.weights), config)
     log = cli.resume_log(out, settings)
-    jobs = [(info["id"], image_dir / info["file_name"]) for info in images]
-    jobs = [(key, path) for key, path in jobs if not log.done(key)]
+    jobs = [(i["id"], image_dir / i["file_name"]) for i in images if not log.done(i["id"])]
     cli.detect_images(detector, log, jobs, len(images), "evaluating")
 
     skipped, resized = [], []
