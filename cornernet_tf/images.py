@@ -63,8 +63,9 @@ def encoded_size(data):
     def number(offset, length, little):
         raw = tf.io.decode_raw(tf.strings.substr(head, offset, length), tf.uint8)
         raw = tf.cast(raw[:length], tf.int64)
-        weights = tf.constant([256**i for i in range(length)], tf.int64)
-        return tf.reduce_sum(raw * (weights if little else weights[::-1]))
+        weights = [256**i for i in range(length)]  # reversed in Python, not by a graph op:
+        # Grappler's shape inference fails on a reversed constant vector ("layout failed")
+        return tf.reduce_sum(raw * tf.constant(weights if little else weights[::-1], tf.int64))
 
     def jpeg():
         shape = tf.cast(tf.io.extract_jpeg_shape(data), tf.int64)

@@ -188,7 +188,8 @@ def exif_orientation(encoded) -> tf.Tensor:
             tf.strings.substr(tiff, offset, length), tf.uint8, fixed_length=length
         )
         raw = tf.cast(raw, tf.int32)
-        weights = 256 ** tf.range(length)
+        # reversed in Python, as in images.encoded_size
+        weights = [256**i for i in range(length)]
         return tf.where(little, tf.reduce_sum(raw * weights), tf.reduce_sum(raw * weights[::-1]))
 
     def lookup():
