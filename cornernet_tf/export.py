@@ -4,7 +4,8 @@ Signatures (outputs as TF's object-detection API: boxes normalised [ymin, xmin, 
 the original image, classes the dataset's category ids (the config's category map, 1..N
 without one) as float32, padded to `max_detections` with zeros):
 
-    serving_default: images  tf.string [B], encoded JPEG / PNG / GIF / BMP, any sizes
+    serving_default: images  tf.string [B], encoded JPEG / PNG / GIF / BMP, any sizes, turned
+                             upright by a JPEG's EXIF orientation (boxes are of the upright image)
     serve_image:     images  tf.uint8 [B, H, W, 3], RGB
       -> detection_boxes (B, N, 4), detection_scores (B, N), detection_classes (B, N),
          num_detections (B,)        (float32, N = config.test.max_per_image)
@@ -25,6 +26,7 @@ import keras
 import tensorflow as tf
 
 from cornernet_tf.config import Config, category_ids
+from cornernet_tf.data.source import exif_orientation, orient
 from cornernet_tf.images import MAX_PIXELS, SHOWN_AS_TEXT, encoded_format, encoded_size
 from cornernet_tf.inference import detect_image
 from cornernet_tf.optimize import inference_model
@@ -67,7 +69,7 @@ def check_encoded_image(data, index, max_pixels: int = MAX_PIXELS) -> tf.Tensor:
     """Decodes one encoded image to (H, W, 3) uint8 RGB after checks that name images[index]:
     not empty, a JPEG / PNG / GIF / BMP (else its first bytes are quoted in hex and ASCII, so
     the message stays valid UTF-8), at most `max_pixels` pixels by its header (before any
-    pixel is decoded)."""
+    pixel is decoded). A JPEG is turned upright by its EXIF orientation, as training reads it."""
     empty = tf.debugging.Assert(
         tf.strings.length(data) > 0,
         [tf.strings.format("images[{}] is an empty string, not an encoded image", index)],
@@ -101,8 +103,7 @@ def check_encoded_image(data, index, max_pixels: int = MAX_PIXELS) -> tf.Tensor:
     with tf.control_dependencies([too_large]):
         data = tf.identity(data)
     image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
+    return orient(image, exif_orientation(data))
 
 
 def quoted_bytes(data) -> tf.Tensor:

@@ -195,25 +195,12 @@ def parse_args(argv):
 
 
 def upright(path) -> tuple[bytes, np.ndarray]:
-    """The bytes to send for an image file and its (H, W, 3) RGB pixels, upright
-    (`cornernet_tf.images.read_image`: ImageError naming a file that is not an image). The
-    served model decodes the bytes without reading EXIF, so a photo with an EXIF orientation is
-    turned here and sent as PNG; any other file is sent as it is."""
-    import io
-
-    from PIL import Image
-
+    """The bytes to send for an image file (the file as it is: the served model turns a photo
+    upright by its EXIF orientation) and its (H, W, 3) RGB pixels, upright as the boxes are
+    (`cornernet_tf.images.read_image`: ImageError naming a file that is not an image)."""
     from cornernet_tf.images import read_image
 
-    rgb = read_image(path)
-    data = Path(path).read_bytes()
-    with Image.open(io.BytesIO(data)) as image:
-        turned = image.getexif().get(0x0112, 1) not in (1, None)
-    if turned:
-        buffer = io.BytesIO()
-        Image.fromarray(rgb).save(buffer, "PNG")
-        data = buffer.getvalue()
-    return data, rgb
+    return Path(path).read_bytes(), read_image(path)
 
 
 def main(argv=None) -> int:
