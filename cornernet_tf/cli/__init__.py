@@ -8,8 +8,8 @@ Shared here, so that every command reads the same way:
                     folder (its best.weights.h5, else final.weights.h5; --config then defaults
                     to its config.yaml)
     --precision, --winograd   the inference variant (commands that run the network)
-Errors a user can act on end as one line, `error: ...`, and exit code 2; Ctrl-C, a full disk
-or a file where a folder should be as one line `error: ...` and exit code 1.
+Errors a user can act on (a file where a folder should be among them) end as one line,
+`error: ...`, and exit code 2; Ctrl-C and a full disk as one line `error: ...` and exit code 1.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def add_inference(parser: argparse.ArgumentParser, winograd: bool = True) -> Non
         parser.add_argument(
             "--winograd",
             action="store_true",
-            help="3x3 convolutions by Winograd F(4x4, 3x3): faster on large models, float32 only",
+            help="3x3 convolutions by Winograd, F(4x4, 3x3) in float32, F(2x2, 3x3) in "
+            "bfloat16: faster on large models (needs the compiled ops, make ops)",
         )
 
 

@@ -24,9 +24,9 @@ count start afresh. Writes to --out:
 interrupted run in --out (checkpoints, no final weights) is resumed without it, and a finished one
 (final.weights.h5) is refused without it. Training runs exactly train.steps steps; checkpoints
 are written every train.checkpoint_every steps and at the last step.
-multiworker reads the cluster from TF_CONFIG. A NaN loss, a failed checkpoint write (a full disk)
-or a failing input stops training with one line naming the step and the last complete checkpoint
-(exit code 2); the same command then resumes.
+multiworker reads the cluster from TF_CONFIG. A NaN loss or a failing input (exit code 2), a
+failed checkpoint write (a full disk) or Ctrl-C (exit code 1) stops training with one line naming
+the step and the last complete checkpoint; the same command then resumes.
 """
 
 from __future__ import annotations
