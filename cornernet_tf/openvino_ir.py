@@ -46,17 +46,31 @@ MODEL_FILE = "model.xml"  # and model.bin beside it
 METADATA_FILE = "cornernet.json"
 
 
+NO_OPENVINO = 'OpenVINO is not installed: pip install ".[openvino]" (or pip install openvino)'
+NO_NNCF = 'int8 needs NNCF: pip install ".[int8]"'
+
+
 class OpenvinoError(RuntimeError):
     """OpenVINO is not installed, or the conversion failed; the message says what to do."""
+
+
+def missing_engine(int8: bool = False) -> str | None:
+    """Why an IR cannot be written here (OpenVINO, or NNCF for int8, not installed), found
+    without importing them; None when both are there."""
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        return NO_OPENVINO
+    if int8 and importlib.util.find_spec("nncf") is None:
+        return NO_NNCF
+    return None
 
 
 def _openvino():
     try:
         import openvino
     except ImportError:
-        raise OpenvinoError(
-            'OpenVINO is not installed: pip install ".[openvino]" (or pip install openvino)'
-        ) from None
+        raise OpenvinoError(NO_OPENVINO) from None
     return openvino
 
 
@@ -202,7 +216,7 @@ def quantize_int8(model, images):
     try:
         import nncf
     except ImportError:
-        raise OpenvinoError('int8 needs NNCF: pip install ".[int8]"') from None
+        raise OpenvinoError(NO_NNCF) from None
     samples = list(images)
     if not samples:
         raise OpenvinoError("int8 needs at least one calibration image, got none")

@@ -324,3 +324,14 @@ def test_saccade_saved_model_equals_the_python_pipeline(test_images, tmp_path):
     assert expected["num_detections"].min() > 0
     assert_same(outputs, expected, "encoded")
     assert_same(outputs, expected, "image")
+
+
+def test_the_printed_docker_command_quotes_a_path_with_spaces(tmp_path):
+    import shlex
+
+    from cornernet_tf.cli.export import serving_help
+
+    version = tmp_path / "my models" / "cornernet" / "1"
+    command = serving_help(version, "cornernet").splitlines()[0].removeprefix("TF Serving:")
+    words = shlex.split(command)
+    assert words[words.index("-v") + 1] == f"{version.parent}:/models/cornernet"

@@ -187,6 +187,27 @@ def test_int8_needs_the_openvino_export(tiny_weights, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
+    "hidden, extra, message",
+    [
+        ("openvino", [], 'OpenVINO is not installed: pip install ".[openvino]"'),
+        ("nncf", ["--int8", "IMAGES"], 'int8 needs NNCF: pip install ".[int8]"'),
+    ],
+)
+def test_a_missing_engine_is_named_before_anything_is_written(
+    tiny_weights, shapes, tmp_path, capsys, monkeypatch, hidden, extra, message
+):
+    import sys
+
+    monkeypatch.setitem(sys.modules, hidden, None)  # `import` fails as if not installed
+    config, weights = tiny_weights
+    args = ["--config", str(config), "--weights", str(weights), "--out", str(tmp_path / "s")]
+    extra = [str(shapes / "train") if e == "IMAGES" else e for e in extra]
+    assert run_script("export", *args, "--openvino", str(tmp_path / "ir"), *extra) == 2
+    assert f"error: --openvino: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists() and not (tmp_path / "ir").exists()
+
+
+@pytest.mark.parametrize(
     "make, message",
     [
         (lambda folder: folder / "missing", "not a folder of images"),

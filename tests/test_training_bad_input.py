@@ -128,7 +128,7 @@ def test_a_training_image_over_the_pixel_limit_is_left_out_before_decoding(shape
     coco(shapes, tmp_path, "train")
     (tmp_path / "train/000003.png").write_bytes(png_header(40000, 40000))  # 1.6 Gpx, 45 bytes
     source = without_undecodable(coco_source(tmp_path / "train.json", tmp_path / "train"))
-    assert source.size == 11 and "1 images do not decode" in source.summary
+    assert source.size == 11 and "1 image does not decode" in source.summary
     assert any("000003.png left out: the image does not decode (truncated, corrupt, or over "
                "33,177,600 pixels)" in w for w in source.warnings)  # fmt: skip
 

@@ -93,6 +93,11 @@ def main(argv=None) -> int:
         help="TF.js weight quantisation (default none)",
     )
     args = cli.parse(parser, argv)
+    if args.openvino:
+        from cornernet_tf.openvino_ir import missing_engine
+
+        if reason := missing_engine(int8=bool(args.int8)):
+            raise cli.CommandError(f"--openvino: {reason}")
     calibration = None
     if args.int8:
         calibration = calibration_images(args.int8, args.openvino, args.int8_images)
@@ -211,11 +216,13 @@ def calibration_images(folder: str, openvino: str | None, limit: int) -> list[Pa
 
 def serving_help(path: Path, name: str) -> str:
     """How to serve the SavedModel: the TF Serving image of this TensorFlow's version."""
+    import shlex
+
     import tensorflow as tf
 
-    base = path.resolve().parent
+    volume = shlex.quote(f"{path.resolve().parent}:/models/{name}")  # a path may have spaces
     return (
-        f"TF Serving:  docker run -p 8501:8501 -p 8500:8500 -v {base}:/models/{name} "
+        f"TF Serving:  docker run -p 8501:8501 -p 8500:8500 -v {volume} "
         f"-e MODEL_NAME={name} tensorflow/serving:{tf.__version__}\n"
         f"  then:      python scripts/serving_client.py --url "
         f"http://localhost:8501/v1/models/{name}:predict IMAGE.jpg"

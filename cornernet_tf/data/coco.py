@@ -240,8 +240,8 @@ def read_coco(annotations: str | Path, image_dir: str | Path, category_ids=()):
         raise DataError(f"{path}: no usable image in {image_dir} (all {len(images)} left out)")
     boxes = sum(len(r[1]) for r in records)
     summary = (
-        f"{path}: {len(records)} images, {boxes} boxes, {len(ids)} categories; left out "
-        f"{missing} images (missing or not an image), {dropped} boxes"
+        f"{path}: {len(records):,} images, {boxes:,} boxes, {len(ids)} categories; left out "
+        f"{missing:,} images (missing or not an image), {dropped:,} boxes"
     )
     class_names = tuple(names.get(cid, str(cid)) for cid in ids)
     return CocoRecords(records, image_ids, ids, class_names, warnings, summary)

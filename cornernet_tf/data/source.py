@@ -104,7 +104,8 @@ def without_undecodable(source: Source, what: str = "image", progress: bool = Fa
         source.load,
         source.size - len(bad),
         source.warnings + warnings,
-        f"{source.summary}; {len(bad)} {what}s do not decode",
+        f"{source.summary}; {len(bad):,} {what}"
+        + (" does not decode" if len(bad) == 1 else "s do not decode"),
         min(source.shuffle_buffer, max(1, source.size - len(bad))),
         usable=(usable - len(bad), found, unit),
         decoded=True,

@@ -141,9 +141,9 @@ def check_tfrecords(files, category_ids, progress: bool = False) -> TfrecordChec
             progress_bar.update(size)
     read = sum(check.readable)
     check.summary = (
-        f"{len(files)} TFRecord file(s): {check.usable} images, {check.boxes} boxes, "
-        f"{len(allowed)} categories; left out {len(check.skipped)} records (not an image or "
-        f"does not decode; {read} read), {check.dropped} boxes"
+        f"{len(files)} TFRecord file(s): {check.usable:,} images, {check.boxes:,} boxes, "
+        f"{len(allowed)} categories; left out {len(check.skipped):,} records (not an image or "
+        f"does not decode; {read:,} read), {check.dropped:,} boxes"
         + (f"; {check.broken} file(s) truncated or corrupt" if check.broken else "")
     )
     if not check.usable:
