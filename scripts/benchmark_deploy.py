@@ -110,6 +110,7 @@ def main(argv=None) -> int:
     from pycocotools.coco import COCO
 
     from cornernet_tf.export import export_saved_model
+    from cornernet_tf.images import read_image
     from cornernet_tf.inference import Detector
     from cornernet_tf.tfjs import convert_to_tfjs
 
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
     infos = sorted(COCO(args.annotations).imgs.values(), key=lambda info: info["id"])
     infos = infos[: args.limit]
     paths = [(Path(args.images) / info["file_name"]).resolve() for info in infos]
-    images = [tf.io.decode_image(p.read_bytes(), channels=3).numpy() for p in paths]
+    images = [read_image(p) for p in paths]  # as detect, evaluate and serving_default decode
     first, encoded = images[0], paths[0].read_bytes()
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; model {args.weights}, input {size}")
     if limits := onednn_limits():

@@ -9,15 +9,17 @@ import tensorflow as tf
 from PIL import Image
 
 from cornernet_tf.images import MAX_PIXELS, ImageError, read_image
-from tests.helpers import bmp_header, gif_header, png_header
+from tests.helpers import ROOT, bmp_header, gif_header, png_header
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (24, 40, 3), dtype=np.uint8)
 
 
 def graph_decoded(data: bytes) -> np.ndarray:
-    """What the SavedModel's serving_default decodes (tf.io.decode_image, 8-bit RGB)."""
-    return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False).numpy()
+    """What the SavedModel's serving_default decodes (8-bit RGB)."""
+    from cornernet_tf.export import check_encoded_image
+
+    return check_encoded_image(tf.constant(data), tf.constant(0)).numpy()
 
 
 def encoded(image: Image.Image, fmt: str) -> bytes:
@@ -41,6 +43,22 @@ def encoded(image: Image.Image, fmt: str) -> bytes:
 def test_read_image_decodes_as_the_saved_model(tmp_path, name, data):
     (tmp_path / name).write_bytes(data)
     np.testing.assert_array_equal(read_image(tmp_path / name), graph_decoded(data))
+
+
+@pytest.mark.parametrize("name", ["yuv420", "yuv444", "gray"])
+def test_jpegs_give_the_pixels_of_the_official_reader(tmp_path, name):
+    """cv2.imread's pixels (tests/data/jpeg_cv2.npz, made by make_jpeg_fixture.py with OpenCV):
+    libjpeg's accurate integer IDCT. TF's default is the fast one, up to 7 grey levels off."""
+    from cornernet_tf.data.source import decode_image
+
+    with np.load(ROOT / "tests/data/jpeg_cv2.npz") as fixture:
+        data, official = fixture[f"{name}_jpeg"].tobytes(), fixture[f"{name}_rgb"]
+    (tmp_path / "photo.jpg").write_bytes(data)
+    np.testing.assert_array_equal(decode_image(tf.constant(data)).numpy(), official)  # training
+    np.testing.assert_array_equal(read_image(tmp_path / "photo.jpg"), official)  # detect, evaluate
+    np.testing.assert_array_equal(graph_decoded(data), official)  # the SavedModel
+    fast = tf.io.decode_image(data, channels=3).numpy().astype(int)
+    assert np.abs(fast - official).max() > 0  # the fixture tells the two IDCTs apart
 
 
 def test_a_16_bit_png_keeps_its_values():

@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image, ImageOps
 
 from cornernet_tf.data import DataError, coco_source, tfrecord_source
-from cornernet_tf.data.source import decode_image
+from cornernet_tf.data.source import decode_image, decode_pixels
 from tests.helpers import ROOT, run_script
 
 # ------------------------------------------------------------------------------ COCO checks
@@ -220,7 +220,7 @@ def test_exif_orientation_is_applied_as_pil_does(orientation):
     rng = np.random.default_rng(orientation)
     image = Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
     data = jpeg(image, orientation)
-    pixels = tf.io.decode_jpeg(data).numpy()  # the stored pixels, as TF decodes them
+    pixels = decode_pixels(tf.constant(data)).numpy()  # the stored pixels
     tagged = Image.fromarray(pixels)
     tagged.getexif()[0x0112] = orientation
     tagged.info["exif"] = tagged.getexif().tobytes()

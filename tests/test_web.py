@@ -24,6 +24,7 @@ def node() -> str:
 
 
 def decoded(path):
+    """Pixels to give both engines (TF's default JPEG decoding: any pixels serve here)."""
     return tf.io.decode_image(path.read_bytes(), channels=3).numpy()
 
 
@@ -36,7 +37,10 @@ def saved_model_outputs(exported, image) -> dict:
 def assert_close(js_outputs: dict, expected: dict):
     """Same detections within TOLERANCE. Rows whose scores differ by less than the tolerance may
     swap places (WASM sums in another order than TF), so rows are matched, not compared by index;
-    those at the 100-detection cut-off, which a near tie can exchange, are not required."""
+    those at the 100-detection cut-off, which a near tie can exchange, are not required. With
+    the seeded random model's flat heatmaps, other inputs can also exchange a corner at a near
+    tie in the tail of the top-k (seen: the third test image from rank 73 of 100, scores 0.13),
+    and the soft-NMS scores below it differ by up to 0.005 from there."""
     js = {key: np.asarray(js_outputs[key]).reshape(value.shape) for key, value in expected.items()}
     count = int(expected["num_detections"][0])
     assert int(js["num_detections"][0]) == count
@@ -202,6 +206,30 @@ def web_server(exported_tfjs, test_images, tmp_path_factory):
     build_page(dist, [exported_tfjs["tfjs"]], sample=test_images[0])
     with served(dist) as url:
         yield url
+
+
+@pytest.mark.web
+@pytest.mark.network
+@pytest.mark.e2e
+def test_chromium_page_reads_a_photo_upright_as_the_saved_model_does(
+    web_server, exported_tfjs, test_images, tmp_path
+):
+    """A phone photo (pixels stored sideways, EXIF orientation 6): the page detects on the
+    upright picture, as the SavedModel's serving_default does with the same file."""
+    from PIL import Image
+
+    upright = decoded(test_images[1])  # 90 x 160
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "photo.jpg"  # 4:4:4, so that both JPEG decoders give the same pixels
+    Image.fromarray(np.rot90(upright)).save(
+        photo, "JPEG", exif=exif.tobytes(), quality=100, subsampling=0
+    )
+    state = browser_check(f"{web_server}?backend=wasm", photo, tmp_path)
+    assert (state["result"]["height"], state["result"]["width"]) == upright.shape[:2]
+    model = tf.saved_model.load(str(exported_tfjs["saved_model"]))
+    served = model.signatures["serving_default"](images=tf.constant([photo.read_bytes()]))
+    assert_close(state["result"]["raw"], {key: value.numpy() for key, value in served.items()})
 
 
 @pytest.mark.web
