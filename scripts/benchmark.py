@@ -657,14 +657,15 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--compare-official",
         action="store_true",
-        help="the model, Squeeze and train-step tables side by side with the official code",
+        help="the model, Squeeze, Saccade and train-step tables side by side with the official code",
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=511)
     parser.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: TF's)")
     parser.add_argument("--official-src", help="a princeton-vl/CornerNet checkout to compare with")
     parser.add_argument(
-        "--official-lite-src", help="a princeton-vl/CornerNet-Lite checkout (for --squeeze)"
+        "--official-lite-src",
+        help="a princeton-vl/CornerNet-Lite checkout (for --squeeze and --saccade)",
     )
     parser.add_argument("--torch-python", default="python3", help="a Python with torch installed")
     args = parser.parse_args(argv)

@@ -1,9 +1,10 @@
 """Fixtures shared by several test files, and the prerequisites of the test tiers.
 
-Markers (pyproject.toml): slow, e2e, custom_op, web, network. A test whose prerequisite is
-missing is skipped with the reason, which `-ra` prints at the end: custom_op needs the compiled
-ops (`make ops`), web needs Node.js, web/node_modules (`cd web && npm ci`) and Chromium for
-the page tests. `make test` installs and builds all of them and runs every tier.
+Markers (pyproject.toml): slow, e2e, custom_op, web, network, heavy. A test whose prerequisite
+is missing is skipped with the reason, which `-ra` prints at the end: custom_op needs the
+compiled ops (`make ops`), web needs Node.js, web/node_modules (`cd web && npm ci`) and Chromium
+for the page tests. `make test` installs and builds all of them and runs every tier but heavy
+(`make test-heavy` runs those).
 """
 
 import shutil

@@ -279,8 +279,9 @@ def test_tiny_model_with_the_compiled_op_equals_the_pure_tf_one():
 
 def test_cuda_kernels_pass_the_fixtures_in_emulation_and_the_harness_compiles(tmp_path):
     """The CUDA kernels run on the CPU, one emulated thread after another
-    (custom_ops/corner_pool/emulate_kernels.cc), on the official fixtures; the GPU harness
-    (cuda_harness.cu) builds with nvcc. It runs only on a GPU machine, which CI does not have."""
+    (custom_ops/corner_pool/emulate_kernels.cc, built with g++), on the official fixtures; the
+    GPU harness (cuda_harness.cu) builds with nvcc. It runs only on a GPU machine, which CI does
+    not have."""
     import shutil
     import subprocess
     import sys
@@ -299,6 +300,18 @@ def test_cuda_kernels_pass_the_fixtures_in_emulation_and_the_harness_compiles(tm
     np.testing.assert_array_equal(
         x, np.transpose(load_fixture("pools_public.npz")["x_ties"], (0, 2, 3, 1))
     )
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ is not installed: the CUDA kernels cannot be emulated here")
+    emulate = tmp_path / "emulate"
+    subprocess.run(
+        [gxx, "-O2", "-std=c++17", "-o", str(emulate), str(source / "emulate_kernels.cc")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    done = subprocess.run([str(emulate), str(tmp_path / "fixture")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()  # 4 directions x 2 inputs, outputs exact
+    assert len(lines) == 8 and all("forward max err 0," in x and "PASS" in x for x in lines)
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc is not installed: the CUDA harness cannot be compiled here")
