@@ -657,7 +657,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--compare-official",
         action="store_true",
-        help="the model, Squeeze, Saccade and train-step tables side by side with the official code",
+        help="the model, Squeeze, Saccade and train-step tables beside the official code",
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=511)
