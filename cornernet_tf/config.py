@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -366,19 +367,20 @@ class Config:
             if problem := input_side_problem(side, self.model.depth, self.model.output_stride):
                 raise ConfigError(f"{self.source}: data.input_size side {problem}")
         if self.data.sampling == "saccade":
-            self._check_saccade_sampling()
+            self._check_saccade_maps("data.sampling saccade makes attention targets")
+        if self.test.procedure == "saccade":
+            self._check_saccade_maps("test.procedure saccade crops where attention maps point")
 
-    def _check_saccade_sampling(self) -> None:
-        """The saccade sampling's attention targets are at input strides 16, 8, 4: the maps of
-        a model with attention, output stride 4 and a depth-3 hourglass (CornerNet-Saccade)."""
+    def _check_saccade_maps(self, what: str) -> None:
+        """CornerNet-Saccade's sampling and test procedure use attention maps at input strides
+        16, 8, 4: those of a model with attention, output stride 4 and a depth-3 hourglass."""
         m = self.model
         strides = [m.output_stride * 2 ** (m.depth - 1 - i) for i in range(m.depth)]
         if not m.attention or strides != [16, 8, 4]:
             raise ConfigError(
-                f"{self.source}: data.sampling saccade makes attention targets at input strides "
-                f"16, 8, 4, which needs model.attention true, model.depth 3 and "
-                f"model.output_stride 4; got attention {m.attention}, depth {m.depth}, "
-                f"output_stride {m.output_stride}"
+                f"{self.source}: {what} at input strides 16, 8, 4, which needs model.attention "
+                f"true, model.depth 3 and model.output_stride 4; got attention {m.attention}, "
+                f"depth {m.depth}, output_stride {m.output_stride}"
             )
 
 
@@ -421,7 +423,12 @@ def load_config(
     raw: dict[str, Any] = {}
     if path is not None:
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ConfigError(
+                f"{source}: not a YAML config: not UTF-8 text (byte {error.start} is "
+                f"{error.object[error.start]:#04x})"
+            ) from None
         except OSError as error:
             known = ", ".join(packaged_configs())
             raise ConfigError(
@@ -429,7 +436,7 @@ def load_config(
                 f"named by one of: {known}"
             ) from None
         try:
-            raw = yaml.safe_load(text) or {}
+            raw = yaml.load(text, Loader=YamlLoader) or {}
         except (yaml.YAMLError, ValueError) as error:  # ValueError: an int of > 4300 digits
             raise ConfigError(f"{source}: not valid YAML: {yaml_problem(error)}") from None
         if not isinstance(raw, dict):
@@ -470,7 +477,7 @@ def _parse_overrides(overrides, source: str) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"{source}: override {item!r} is not of the form key=value")
         try:
-            parsed[key.strip()] = yaml.safe_load(text)
+            parsed[key.strip()] = yaml.load(text, Loader=YamlLoader)
         except (yaml.YAMLError, ValueError):
             raise ConfigError(
                 f"{source}: override {item!r:.200}: value is not valid YAML"
@@ -538,6 +545,18 @@ def _coerce(kind, value: Any, source: str, key: str):
             f"{source}: '{key}' must be {kind.__name__}, got {value!r} ({type(value).__name__})"
         )
     return value
+
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (YAML 1.1), also reading a float written without a dot, as YAML 1.2
+    does: 1e-3, 5E+2 (YAML 1.1 reads them as strings)."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def yaml_problem(error: Exception) -> str:

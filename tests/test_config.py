@@ -42,6 +42,20 @@ def test_int_is_accepted_for_float():
     assert config.data.mean_bgr == (0.0, 0.5, 1.0)
 
 
+def test_exponent_floats_without_a_dot_are_floats(tmp_path):
+    """YAML 1.2 reads 1e-3 as a float; PyYAML's YAML 1.1 resolver reads it as a string."""
+    path = tmp_path / "lr.yaml"
+    path.write_text("train:\n  learning_rate: -1E+0\n")
+    with pytest.raises(ConfigError, match="learning_rate must be a finite number > 0, got -1.0"):
+        load_config(path)
+    path.write_text("train:\n  learning_rate: 5e-4\n")
+    config = load_config(path, ["test.soft_nms_sigma=5e-1", "data.mean_bgr=[1e0, 2E1, 3.5e-1]"])
+    assert config.train.learning_rate == 0.0005 and config.test.soft_nms_sigma == 0.5
+    assert config.data.mean_bgr == (1.0, 20.0, 0.35)
+    with pytest.raises(ConfigError, match="'test.soft_nms_sigma' must be float, got 'e-1'"):
+        load_config(None, ["test.soft_nms_sigma=e-1"])
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -74,6 +88,14 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
         load_config(bad)
+    weights = tmp_path / "final.weights.h5"  # --config and --weights swapped
+    weights.write_bytes(b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00\xff\xfe")
+    with pytest.raises(ConfigError, match=r"final\.weights\.h5: not a YAML config: not UTF-8 text"):
+        load_config(weights)
+    utf16 = tmp_path / "windows.yaml"
+    utf16.write_text("train:\n  steps: 2\n", encoding="utf-16")
+    with pytest.raises(ConfigError, match=r"windows\.yaml: not a YAML config: not UTF-8 text"):
+        load_config(utf16)
     listy = tmp_path / "list.yaml"
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match=r"list\.yaml: the top level must be a mapping"):

@@ -20,10 +20,21 @@ def test_defaults_are_the_official_saccade_settings():
 
 def test_saccade_settings_from_overrides():
     config = load_config(
-        None, ["test.procedure=saccade", "test.att_scales=[1, 1.5, 2]", "test.att_max_crops=8"]
+        "tiny_saccade",
+        ["test.procedure=saccade", "test.att_scales=[1, 1.5, 2]", "test.att_max_crops=8"],
     )
     assert config.test.procedure == "saccade" and config.test.att_max_crops == 8
     assert config.test.att_scales == (1.0, 1.5, 2.0)
+
+
+def test_the_saccade_procedure_needs_a_model_with_attention_maps():
+    """A CornerNet without attention heads (the demo model, Hourglass-104) cannot run it."""
+    with pytest.raises(
+        ConfigError,
+        match=r"tiny\.yaml: test\.procedure saccade crops where attention maps point at input "
+        r"strides 16, 8, 4, which needs model\.attention true.*got attention False, depth 3",
+    ):
+        load_config("tiny", ["test.procedure=saccade"])
 
 
 @pytest.mark.parametrize(
