@@ -16,6 +16,30 @@ PALETTE = [
 ]  # fmt: skip
 
 
+def picture_paths(out: Path, paths) -> list[Path]:
+    """Where the picture of each input image goes in the folder `out`: `<stem>.png`, numbered
+    `<stem>-2.png`, ... when an earlier input already has that name (names compared
+    case-insensitively). ValueError when a picture would overwrite one of the inputs."""
+    paths = list(paths)
+    taken, pictures = set(), []
+    for path in paths:
+        stem, number = Path(path).stem, 1
+        name = f"{stem}.png"
+        while name.lower() in taken:
+            number += 1
+            name = f"{stem}-{number}.png"
+        taken.add(name.lower())
+        pictures.append(Path(out) / name)
+    inputs = {Path(path).resolve(): path for path in paths}
+    for picture in pictures:
+        if picture.resolve() in inputs:
+            raise ValueError(
+                f"its picture {picture} would overwrite the input {inputs[picture.resolve()]}; "
+                "pick another --out"
+            )
+    return pictures
+
+
 def class_name(names: Sequence[str], index: int) -> str:
     return names[index] if 0 <= index < len(names) else f"class {index}"
 

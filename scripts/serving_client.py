@@ -232,6 +232,9 @@ def run(args) -> int:
         raise UserError(f"--threshold must be a number in [0, 1], got {args.threshold}")
     names, ids = (args.names.split(",") if args.names else []), []
     try:
+        from cornernet_tf.visualize import picture_paths
+
+        pictures = picture_paths(Path(args.out), args.images)
         if args.config:
             from cornernet_tf.config import load_config
 
@@ -262,19 +265,21 @@ def run(args) -> int:
             raise ServingError(f"{args.grpc}: {status}{reason!r}") from None
     out = Path(args.out)
     try:
-        write_results(out, args, images, outputs, names, ids)
+        write_results(out, args, images, outputs, names, ids, pictures)
     except OSError as error:
         raise UserError(f"{out}: cannot write the results ({error.strerror or error})") from None
     return 0
 
 
-def write_results(out: Path, args, images, outputs, names, ids) -> None:
-    """DIR/<image>.png with the boxes drawn and DIR/detections.json."""
+def write_results(out: Path, args, images, outputs, names, ids, pictures) -> None:
+    """The pictures with the boxes drawn (`pictures`: their paths) and DIR/detections.json."""
     from cornernet_tf.visualize import class_name, draw_detections
 
     out.mkdir(parents=True, exist_ok=True)
     results = {}
-    for i, (path, image) in enumerate(zip(args.images, images, strict=True)):
+    for i, (path, image, picture_path) in enumerate(
+        zip(args.images, images, pictures, strict=True)
+    ):
         dets = pixel_detections(outputs, i, *image.shape[:2], category_ids=ids)
         keep = dets["scores"] >= args.threshold
         results[str(path)] = [
@@ -285,7 +290,7 @@ def write_results(out: Path, args, images, outputs, names, ids) -> None:
             )
         ]  # fmt: skip
         picture = draw_detections(image, **dets, names=names, threshold=args.threshold)
-        picture.save(out / f"{Path(path).stem}.png")
+        picture.save(picture_path)
         print(f"{path}: {int(keep.sum())} detection(s) >= {args.threshold}")
     (out / "detections.json").write_text(json.dumps(results, indent=1))
     print(f"wrote {len(results)} picture(s) and {out / 'detections.json'}")

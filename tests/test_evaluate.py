@@ -440,6 +440,11 @@ def test_detect_takes_a_folder_for_its_images(tmp_path, tiny_weights, capsys):
 
     code = run_script("detect", *config, str(data), "--out", str(data), *overrides)
     assert code == 2 and "is also an input folder" in capsys.readouterr().err
+    before = (data / "img1.png").read_bytes()  # an image in --out, given by its path
+    code = run_script("detect", *config, str(data / "img1.png"), "--out", str(data), *overrides)
+    err = capsys.readouterr().err
+    assert code == 2 and f"its picture {data / 'img1.png'} would overwrite the input" in err
+    assert (data / "img1.png").read_bytes() == before
     (out / "detections.partial.jsonl").mkdir()
     code = run_script("detect", *config, str(data), "--out", str(out), *overrides)
     assert code == 2 and "detections.partial.jsonl is in the way" in capsys.readouterr().err

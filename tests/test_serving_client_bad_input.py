@@ -4,8 +4,10 @@ arguments). A local stand-in server answers; no model is built."""
 
 import http.server
 import json
+import shutil
 import socket
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,6 +173,25 @@ def test_an_output_folder_that_is_a_file_exits_2(server, images, tmp_path, capsy
     code, err = run(server, images, tmp_path, capsys, 200, body)
     assert code == 2
     assert_one_line(err, str(tmp_path / "o"), "cannot write")
+
+
+def test_pictures_never_overwrite_an_input_or_each_other(server, images, tmp_path, capsys):
+    before = Path(images[0]).read_bytes()
+    args = ["--url", server.url, "--out", str(tmp_path)]  # the inputs' own folder
+    assert run_script("serving_client", *images, *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert_one_line(err, f"its picture {tmp_path / 'im0.png'} would overwrite the input")
+    assert Path(images[0]).read_bytes() == before
+    (tmp_path / "d").mkdir()
+    twin = shutil.copy(images[1], tmp_path / "d" / "im0.png")  # same name, other folder
+    body = {"predictions": [good_prediction()] * 2}
+    server.handler.reply = (200, "application/json", json.dumps(body).encode())
+    out = tmp_path / "o"
+    assert (
+        run_script("serving_client", images[0], str(twin), "--url", server.url, "--out", str(out))
+        == 0
+    )
+    assert sorted(p.name for p in out.glob("*.png")) == ["im0-2.png", "im0.png"]
 
 
 def test_bad_images_exit_2(tmp_path, capsys):

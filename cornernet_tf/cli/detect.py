@@ -67,8 +67,13 @@ def main(argv=None) -> int:
     given = {}  # absolute path -> the path as given: an image given twice is read once
     for path in images:
         given.setdefault(os.path.abspath(path), path)
+    from cornernet_tf.visualize import class_name, draw_detections, picture_paths
+
+    try:
+        pictures = dict(zip(given, picture_paths(out, given.values()), strict=True))
+    except ValueError as error:
+        raise cli.CommandError(f"--out {args.out}: {error}") from None
     from cornernet_tf.inference import Detector
-    from cornernet_tf.visualize import class_name, draw_detections
 
     config = cli.load_config(args)
     settings = cli.detection_settings(args, config, threshold=args.threshold)
@@ -76,19 +81,18 @@ def main(argv=None) -> int:
     names = config.data.class_names
     ids = category_ids(config)
     cli.output_folder(out)
-    pictures = dict(zip(given, picture_names(given.values()), strict=True))
     log = cli.resume_log(out, settings)  # keyed by absolute path: the same from any folder
 
     def draw(full, image, dets) -> None:
         picture = draw_detections(
             image, dets["boxes"], dets["scores"], dets["classes"], names, args.threshold
         )
-        picture.save(out / pictures[full])
+        picture.save(pictures[full])
 
     jobs = [
         (full, path)
         for full, path in given.items()
-        if not (log.done(full) and (out / pictures[full]).is_file())
+        if not (log.done(full) and pictures[full].is_file())
     ]
     cli.detect_images(detector, log, jobs, len(given), "detecting", on_image=draw)
 
@@ -119,29 +123,14 @@ def main(argv=None) -> int:
     log.remove()
     print(f"wrote {len(results)} picture(s) and {out / 'detections.json'}")
     renamed = [
-        f"{name} <- {given[full]}"
-        for full, name in pictures.items()
-        if name != f"{Path(given[full]).stem}.png" and given[full] in results
+        f"{picture.name} <- {given[full]}"
+        for full, picture in pictures.items()
+        if picture.name != f"{Path(given[full]).stem}.png" and given[full] in results
     ]
     if renamed:
         print("numbered because their names clash: " + ", ".join(renamed))
     cli.print_skipped(skipped, "file(s)")
     return 1 if skipped else 0
-
-
-def picture_names(paths) -> list[str]:
-    """The picture file name of each input: `<stem>.png`, numbered `<stem>-2.png`, ... when an
-    earlier input already has that name (names compared case-insensitively)."""
-    taken, names = set(), []
-    for path in paths:
-        stem, number = Path(path).stem, 1
-        name = f"{stem}.png"
-        while name.lower() in taken:
-            number += 1
-            name = f"{stem}-{number}.png"
-        taken.add(name.lower())
-        names.append(name)
-    return names
 
 
 if __name__ == "__main__":
