@@ -68,6 +68,38 @@ def test_duplicate_image_ids_are_an_error_naming_both_files(shapes, tmp_path):
         coco_source(annotations, images)
 
 
+def test_two_images_of_one_file_are_an_error_in_training_and_evaluation(shapes, tmp_path):
+    from cornernet_tf.data.coco import AnnotationError, check_annotations
+
+    def share(data):
+        data["images"][1]["file_name"] = data["images"][0]["file_name"]
+
+    annotations, images = copy_split(shapes, tmp_path, share)
+    message = "images 1 and 2 have the same file_name '000000.png': the boxes of both"
+    with pytest.raises(DataError, match=message):
+        coco_source(annotations, images)
+    with pytest.raises(AnnotationError, match=message):
+        check_annotations(annotations)
+
+
+def test_no_box_at_all_stops(shapes, tmp_path):
+    """Annotations whose image ids are not those of 'images' (another file's ids) leave every
+    image without a box: nothing to learn from, not a run that trains on empty targets."""
+
+    def shift(data):
+        for ann in data["annotations"]:
+            ann["image_id"] += 1000
+
+    annotations, images = copy_split(shapes, tmp_path, shift)
+    with pytest.raises(
+        DataError,
+        match=r"no box to learn from: 6 annotation\(s\), 6 left out "
+        r"\(first: unknown image_id 1001\); the image ids",
+    ) as error:
+        coco_source(annotations, images)
+    assert len(error.value.warnings) == 6
+
+
 def test_zero_usable_images_stop(shapes, tmp_path):
     annotations, images = copy_split(shapes, tmp_path)
     for file in images.iterdir():

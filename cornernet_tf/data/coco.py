@@ -78,6 +78,8 @@ def check_annotations(path: str | Path) -> CheckedAnnotations:
             value = info.get(key)
             if value is not None and not (_is_number(value) and value > 0):
                 raise AnnotationError(f"{where}: '{key}' must be a positive number, got {value!r}")
+    if problem := shared_file_name(data["images"]):
+        raise AnnotationError(f"{path}: {problem}")
     categories = {c["id"] for c in data["categories"]}
     images = {i["id"]: i for i in data["images"]}
     warnings, kept, left_out, first = [], [], collections.Counter(), {}
@@ -94,6 +96,21 @@ def check_annotations(path: str | Path) -> CheckedAnnotations:
             kept.append(ann)
     data["annotations"] = kept
     return CheckedAnnotations(data, warnings, left_out, first)
+
+
+def shared_file_name(images) -> str | None:
+    """What is wrong when two image entries name the same file (one picture would get the boxes
+    of both), or None."""
+    seen = {}
+    for info in images:
+        name = info.get("file_name")
+        if name in seen:
+            return (
+                f"images {seen[name]!r} and {info.get('id')!r} have the same file_name {name!r}: "
+                "the boxes of both would be on one picture"
+            )
+        seen[name] = info.get("id")
+    return None
 
 
 def _check_ids(path: Path, data: dict, key: str, what: str) -> None:
@@ -202,6 +219,8 @@ def read_coco(annotations: str | Path, image_dir: str | Path, category_ids=()):
                 f"and {info.get('file_name')!r}"
             )
         images[image_id] = info
+    if problem := shared_file_name(data["images"]):
+        raise DataError(f"{path}: {problem}")
     warnings, dropped = [], 0
     by_image: dict = {}
     known_ids, known_images = set(index), set(images)
@@ -239,6 +258,14 @@ def read_coco(annotations: str | Path, image_dir: str | Path, category_ids=()):
     if not records:
         raise DataError(f"{path}: no usable image in {image_dir} (all {len(images)} left out)")
     boxes = sum(len(r[1]) for r in records)
+    if not boxes:
+        raise DataError(
+            f"{path}: no box to learn from: {len(data['annotations'])} annotation(s), "
+            f"{dropped} left out"
+            + (f" (first: {warnings[0].split(' left out: ', 1)[-1]})" if dropped else "")
+            + "; the image ids of 'annotations' must be those of 'images'",
+            warnings,
+        )
     summary = (
         f"{path}: {len(records):,} images, {boxes:,} boxes, {len(ids)} categories; left out "
         f"{missing:,} images (missing or not an image), {dropped:,} boxes"
