@@ -11,7 +11,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -20,6 +19,7 @@ from cornernet_tf.model import (
     RUN_WEIGHTS,
     CornerNet,
     check_weights_file,
+    read_keras,
     resolve_weights,
 )
 
@@ -84,7 +84,7 @@ def source_file(path) -> Path:
 
 
 def _from_keras(path: Path, model: CornerNet, config_source: str) -> dict:
-    source = keras.saving.load_model(str(path), compile=False)
+    source = read_keras(path)
     if not isinstance(source, CornerNet):
         raise ValueError(f"{path}: holds a {type(source).__name__}, not a CornerNet")
     saved, own = source.get_config(), model.get_config()

@@ -441,6 +441,27 @@ class WeightsError(ValueError):
     """Weights that cannot be read or do not fit the model; the message names the file."""
 
 
+# what reading a damaged .keras or .weights.h5 raises (h5py, zipfile, Keras's deserialisation)
+DAMAGED = (OSError, RuntimeError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
+
+
+def damaged(path, error: Exception) -> WeightsError:
+    """The WeightsError for a weights file that passed the format check but does not load."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return WeightsError(
+        f"{path}: cannot load these weights (damaged, or not saved by Keras): {reason}"
+    )
+
+
+def read_keras(path) -> keras.Model:
+    """The model saved whole in the .keras file `path`, not compiled; WeightsError naming the
+    file when it does not load."""
+    try:
+        return keras.saving.load_model(str(path), compile=False)
+    except (ValueError, *DAMAGED) as error:
+        raise damaged(path, error) from None
+
+
 def resolve_weights(path) -> str:
     """`path`, or for a training run's folder its best weights, else its final weights.
     Raises WeightsError naming the folder when it holds neither."""
@@ -467,7 +488,7 @@ def load_trained(config: Config, weights) -> CornerNet:
         raise WeightsError(f"{path}: no such file")
     check_weights_file(path)
     if path.endswith(".keras"):
-        model = keras.saving.load_model(path, compile=False)
+        model = read_keras(path)
         if not isinstance(model, CornerNet):
             raise WeightsError(f"{path}: holds a {type(model).__name__}, not a CornerNet")
         saved = model.get_config()
@@ -486,6 +507,8 @@ def load_trained(config: Config, weights) -> CornerNet:
         model.load_weights(path)
     except ValueError as error:
         raise WeightsError(weights_mismatch(path, model, config, error)) from None
+    except DAMAGED as error:
+        raise damaged(path, error) from None
     return model
 
 

@@ -30,7 +30,7 @@ def picture_paths(out: Path, paths) -> list[Path]:
             name = f"{stem}-{number}.png"
         taken.add(name.lower())
         pictures.append(Path(out) / name)
-    inputs = {Path(path).resolve(): path for path in paths}
+    inputs = {Path(path).resolve(): path for path in paths if Path(path).is_file()}
     for picture in pictures:
         if picture.resolve() in inputs:
             raise ValueError(

@@ -5,7 +5,7 @@ import errno
 
 import pytest
 
-from cornernet_tf import cli
+from cornernet_tf import build_model, cli, load_config
 from tests.helpers import ROOT, run_script
 
 TINY = str(ROOT / "configs/tiny.yaml")
@@ -65,6 +65,32 @@ def test_weights_of_another_model_are_named_and_counted(tmp_path, tiny_weights, 
         assert run_script("detect", *args[:3], str(path), *args[4:], "--out", "x") == 2
         message = f"{path}: not a {path.name[path.name.index('.') :]} file (it is not {kind})"
         assert message in capsys.readouterr().err
+
+
+def test_damaged_weights_are_named_in_one_line(tmp_path, tiny_weights, capsys):
+    """Files that pass the format check but do not load: a zip without a Keras model in it, an
+    HDF5 file with damaged bytes. detect (the model's weights) and train (--init-weights)."""
+    import zipfile
+
+    from cornernet_tf.model import WeightsError
+    from cornernet_tf.training import TrainingError, start_from
+
+    plain = tmp_path / "plain.keras"
+    with zipfile.ZipFile(plain, "w") as archive:
+        archive.writestr("hello.txt", "not a model")
+    data = bytearray(tiny_weights[1].read_bytes())
+    for i in range(2000, min(60000, len(data))):
+        data[i] ^= 0x5A
+    damaged = tmp_path / "damaged.weights.h5"
+    damaged.write_bytes(bytes(data))
+    config = load_config(TINY)
+    for path in (plain, damaged):
+        args = ["--config", TINY, "--weights", str(path), str(tmp_path / "a.png")]
+        assert run_script("detect", *args, "--out", str(tmp_path / "o")) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {path}: cannot load these weights") and "\n" not in err
+        with pytest.raises((TrainingError, WeightsError), match=path.name):
+            start_from(build_model(config), str(path), config)
 
 
 @pytest.mark.parametrize(
