@@ -68,8 +68,34 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
+        check_tf_config(os.environ.get("TF_CONFIG"))
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def check_tf_config(text: str | None) -> None:
+    """TrainingError unless `text` (the TF_CONFIG variable) is JSON naming a cluster of workers
+    and this process's task in it."""
+    example = (
+        'TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+        '"task": {"type": "worker", "index": 0}}\''
+    )
+    if not text:
+        raise TrainingError(
+            f"--strategy multiworker reads the cluster from TF_CONFIG, which is not set: "
+            f"export {example} on each worker (its own index)"
+        )
+    try:
+        spec = json.loads(text)
+    except ValueError as error:
+        raise TrainingError(f"TF_CONFIG is not valid JSON ({error}): {text[:200]!r}") from None
+    workers = spec.get("cluster", {}).get("worker") if isinstance(spec, dict) else None
+    task = spec.get("task") if isinstance(spec, dict) else None
+    if not (isinstance(workers, list) and workers and isinstance(task, dict)):
+        raise TrainingError(
+            f"TF_CONFIG needs cluster.worker (a list of host:port) and task, e.g. {example}; "
+            f"got {text[:200]!r}"
+        )
 
 
 def sources(config: Config, progress: bool = False):

@@ -313,3 +313,25 @@ def test_the_data_checks_show_progress_only_when_asked(shapes, tmp_path, capsys)
         assert ("decoding every image once" in err) == progress
         assert ("checking every record" in err) == progress
     assert found[True] == found[False] == 11  # the same check, with or without the bar
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (None, "--strategy multiworker reads the cluster from TF_CONFIG, which is not set"),
+        ("{bad", "TF_CONFIG is not valid JSON"),
+        ('{"cluster": {}}', "TF_CONFIG needs cluster.worker (a list of host:port) and task"),
+        ("[1, 2]", "TF_CONFIG needs cluster.worker"),
+    ],
+)
+def test_multiworker_names_a_missing_or_bad_tf_config(
+    tmp_path, capsys, monkeypatch, value, message
+):
+    if value is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", value)
+    args = ["--config", str(ROOT / "configs/tiny.yaml"), "--strategy", "multiworker"]
+    assert run_script("train", *args, "--out", str(tmp_path / "run")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
