@@ -46,6 +46,23 @@ def test_out_that_is_a_file_is_one_line(tmp_path, tiny_weights, capsys, command)
     assert f"--out {tmp_path / 'taken/sub'}: {tmp_path / 'taken'} is a file, not a folder" in err
 
 
+def test_export_and_demo_check_their_folders_before_any_work(tmp_path, tiny_weights, capsys):
+    (tmp_path / "taken").write_text("a file")
+    args = ["--config", TINY, "--weights", str(tiny_weights[1]), "--out", str(tmp_path / "saved")]
+    assert run_script("export", *args, "--tfjs", str(tmp_path / "taken")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --tfjs {tmp_path / 'taken'} is a file, not a folder"
+    assert not (tmp_path / "saved").exists()  # refused before the SavedModel is written
+    demo = ["--skip-table", "--out", str(tmp_path / "demo"), "--export", str(tmp_path / "taken")]
+    assert run_script("demo", *demo) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --export {tmp_path / 'taken'} is a file, not a folder"
+    assert not (tmp_path / "demo").exists()  # refused before the data is made or trained on
+    with pytest.raises(SystemExit) as exit_:
+        run_script("demo", "--finetune", "0")
+    assert exit_.value.code == 2 and "--finetune: 0 is less than 1" in capsys.readouterr().err
+
+
 def test_weights_of_another_model_are_named_and_counted(tmp_path, tiny_weights, capsys):
     args = ["--config", TINY, "--weights", str(tiny_weights[1]), str(tmp_path / "a.png")]
     code = run_script(

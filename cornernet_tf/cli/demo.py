@@ -35,13 +35,15 @@ def main(argv=None) -> int:
     parser.add_argument("--export", default="exported", help="folder of the exported models")
     parser.add_argument(
         "--finetune",
-        type=int,
+        type=cli.at_least(1),
         metavar="STEPS",
         help="compare fine-tuning with scratch on new classes",
     )
     args = cli.parse(parser, argv)
     start = time.perf_counter()
     config = cli.load_config(args)
+    cli.output_folder(args.out, create=False)  # checked now, not after training
+    cli.output_folder(args.export, "--export", create=False)
     from cornernet_tf import demo
     from cornernet_tf.training import train
 

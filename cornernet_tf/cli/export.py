@@ -98,6 +98,9 @@ def main(argv=None) -> int:
 
         if reason := missing_engine(int8=bool(args.int8)):
             raise cli.CommandError(f"--openvino: {reason}")
+    for folder, flag in ((args.openvino, "--openvino"), (args.tfjs, "--tfjs")):
+        if folder:  # checked now, not after the SavedModel is written
+            cli.output_folder(folder, flag, create=False)
     calibration = None
     if args.int8:
         calibration = calibration_images(args.int8, args.openvino, args.int8_images)
