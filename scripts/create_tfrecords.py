@@ -31,6 +31,21 @@ def main(argv=None) -> int:
     if args.shards < 1:
         print("error: --shards must be >= 1", file=sys.stderr)
         return 2
+    from cornernet_tf.files import FolderError, output_folder
+
+    if args.out.endswith(("/", "\\")) or Path(args.out).is_dir():
+        print(
+            f"error: --out {args.out} is a folder; give a prefix of the shard files, such as "
+            f"{Path(args.out) / 'train'} (for {Path(args.out) / 'train'}-00000-of-"
+            f"{args.shards:05d}.tfrecord, ...)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        output_folder(Path(args.out).parent, "--out", create=False)
+    except FolderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
     import numpy as np
     import tensorflow as tf

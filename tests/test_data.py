@@ -140,6 +140,17 @@ def test_augmentation_equals_the_official_order_of_steps(shapes):
     assert 0 < flips < 6
 
 
+def test_create_tfrecords_wants_a_prefix_not_a_folder(shapes, tmp_path, capsys):
+    args = ["--annotations", str(shapes / "val.json"), "--images", str(shapes / "val")]
+    assert run_script("create_tfrecords", *args, "--out", f"{tmp_path}/") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --out {tmp_path}/ is a folder; give a prefix")
+    (tmp_path / "file").write_text("")
+    assert run_script("create_tfrecords", *args, "--out", str(tmp_path / "file/train")) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [tmp_path / "file"]
+
+
 def test_tfrecords_round_trip(shapes, tmp_path):
     code = run_script(
         "create_tfrecords",
