@@ -38,8 +38,15 @@ def pixel_detections(
 
 def class_indices(ids, category_ids=()) -> np.ndarray:
     """Category ids -> 0-based class indices by the map `category_ids` (ascending; empty: the
-    ids are 1..N)."""
-    ids = np.asarray(ids).astype(int)
-    if not len(category_ids):
-        return ids - 1
-    return np.searchsorted(np.asarray(category_ids), ids)
+    ids are 1..N). ValueError naming the first id that is not a whole number or not in the map
+    (a model exported with another map)."""
+    values = np.asarray(ids, np.float64).reshape(-1)
+    known = np.asarray(category_ids, np.int64).reshape(-1)
+    whole = np.isfinite(values) & (values == np.round(values))
+    inside = np.isin(values, known) if len(known) else values >= 1
+    if not (whole & inside).all():
+        bad = values[~(whole & inside)][0]
+        expected = f"the category ids {known.tolist()}" if len(known) else "whole numbers >= 1"
+        raise ValueError(f"detection_classes holds {bad:g}, not one of {expected}")
+    ids = values.astype(np.int64)
+    return np.searchsorted(known, ids) if len(known) else ids - 1

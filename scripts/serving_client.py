@@ -268,6 +268,8 @@ def run(args) -> int:
         write_results(out, args, images, outputs, names, ids, pictures)
     except OSError as error:
         raise UserError(f"{out}: cannot write the results ({error.strerror or error})") from None
+    except ValueError as error:  # classes outside the category map: the reply's fault
+        raise ServingError(f"{args.url or args.grpc}: {error}") from None
     return 0
 
 

@@ -1,6 +1,7 @@
 """cornernet_tf.serving.pixel_detections: serving outputs -> pixel boxes, hand-computed."""
 
 import numpy as np
+import pytest
 
 from cornernet_tf.serving import OUTPUT_KEYS, pixel_detections
 
@@ -31,3 +32,18 @@ def test_flat_lists_as_tfjs_gives_them():
         a, b = pixel_detections(flat, index, 50, 60), pixel_detections(OUTPUTS, index, 50, 60)
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_classes_by_the_category_map_and_ids_outside_it_named():
+    mapped = pixel_detections(OUTPUTS, 0, 100, 200, category_ids=(1, 4, 9))
+    assert mapped["classes"].tolist() == [0, 1]  # ids 1 and 4 are classes 0 and 1 of the map
+    for classes, message in [
+        ([[1.0, 5.0, 0.0], [2.0, 0.0, 0.0]], r"detection_classes holds 5, not one of the category"),
+        ([[2.7, 4.0, 0.0], [2.0, 0.0, 0.0]], r"detection_classes holds 2\.7"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            pixel_detections({**OUTPUTS, "detection_classes": classes}, 0, 100, 200, (1, 4, 9))
+    unmapped = {**OUTPUTS, "detection_classes": [[0.0, 4.0, 0.0], [2.0, 0.0, 0.0]]}
+    with pytest.raises(ValueError, match="holds 0, not one of whole numbers >= 1"):
+        pixel_detections(unmapped, 0, 100, 200)
+    assert pixel_detections(unmapped, 1, 100, 200)["classes"].tolist() == [1]  # rows past count
