@@ -230,7 +230,9 @@ class TestConfig:
         check_range(
             where, "test.scales", self.scales, 0, low_open=True, expected="positive finite numbers"
         )
-        for key in ("top_k", "num_dets", "max_per_image"):
+        # top_k x top_k corner pairs are indexed in int32
+        check_range(where, "test.top_k", self.top_k, 1, 46340)
+        for key in ("num_dets", "max_per_image"):
             check_range(where, f"test.{key}", getattr(self, key), 1)
         if not 1 <= self.nms_kernel <= INT_MAX or self.nms_kernel % 2 == 0:
             # the official max-pool NMS pads (kernel - 1) // 2 on each side

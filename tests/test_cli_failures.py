@@ -19,6 +19,8 @@ TINY = str(ROOT / "configs/tiny.yaml")
         ("export", ["--version", "0"], "argument --version: 0 is less than 1"),
         ("export", ["--version", "-1"], "argument --version: -1 is less than 1"),
         ("export", ["--max-pixels", "0"], "argument --max-pixels: 0 is less than 1"),
+        ("export", ["--max-pixels", "1" + "0" * 22], "is more than 9223372036854775807"),
+        ("export", ["--version", "1" + "0" * 20], "argument --version: 1000"),
         ("export", ["--input-size", "x"], "argument --input-size: 'x' is not an integer"),
     ],
 )

@@ -32,6 +32,7 @@ NAN, INF = float("nan"), float("inf")
         ("data.gaussian_iou", NAN, "nan"),
         ("data.category_ids", [-1, 2, 3, 4], "[-1, 2, 3, 4]"),
         ("test.top_k", 0, "0"),
+        ("test.top_k", 46341, "46341"),  # its square overflows int32
         ("test.nms_kernel", 0, "0"),
         ("test.nms_kernel", 4, "4"),
         ("test.ae_threshold", 0, "0.0"),

@@ -129,8 +129,9 @@ def split_overrides(items) -> tuple[list[str], list[str]]:
     return overrides, [item for item in items if not OVERRIDE.match(item)]
 
 
-def at_least(minimum: int):
-    """An argparse type: an integer >= minimum (argparse names the flag and the value)."""
+def at_least(minimum: int, maximum: int = 2**63 - 1):
+    """An argparse type: an integer in [minimum, maximum] (argparse names the flag and the
+    value); the default maximum is int64's, what TensorFlow and TF Serving hold."""
 
     def integer(text: str) -> int:
         try:
@@ -139,6 +140,8 @@ def at_least(minimum: int):
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{value} is more than {maximum}")
         return value
 
     integer.__name__ = f"integer >= {minimum}"
