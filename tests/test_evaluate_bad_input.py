@@ -156,6 +156,34 @@ def test_no_ground_truth_among_the_scored_images_is_an_error(tmp_path, capsys):
     assert "none of the 2 images to score has a ground-truth box" in error_line(capsys)
 
 
+def test_category_ids_that_match_none_of_the_models_are_an_error(tmp_path, capsys):
+    """Ids written as strings ("1") are other ids than the model's (1): every AP would be 0."""
+
+    def as_strings(data):
+        for entry in data["categories"]:
+            entry["id"] = str(entry["id"])
+        for entry in data["annotations"]:
+            entry["category_id"] = str(entry["category_id"])
+
+    dataset(tmp_path, as_strings)
+    assert evaluate(tmp_path, "data.category_ids=[3, 7]") == 2
+    line = error_line(capsys)
+    assert "none of the model's category ids [3, 7] is a category id of" in line
+    assert "('3', '7'): every AP would be 0" in line
+
+
+def test_why_annotations_were_left_out_comes_before_the_error_they_cause(tmp_path, capsys):
+    def as_strings(data):  # only the annotations' ids: every annotation has an unknown category
+        for entry in data["annotations"]:
+            entry["category_id"] = str(entry["category_id"])
+
+    dataset(tmp_path, as_strings)
+    assert evaluate(tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "unknown category_id" in err.split("error: ")[0]
+    assert "has a ground-truth box" in err.split("error: ")[1]
+
+
 def test_bad_boxes_are_left_out_and_counted_by_reason(tmp_path):
     bad = [
         {"id": 91, "image_id": 1, "bbox": [1, 2, 3, "4"], "category_id": 3},

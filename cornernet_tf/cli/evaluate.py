@@ -75,6 +75,15 @@ def main(argv=None) -> int:
 
     config = cli.load_config(args)
     evaluator = CocoEvaluator(args.annotations, config.data.category_ids)
+    for line in evaluator.left_out_summary():  # before any error below, which they may explain
+        print(f"warning: {line}", file=sys.stderr)
+    if set(evaluator.category_ids).isdisjoint(evaluator.coco.cats):
+        found = first([repr(c) for c in sorted(evaluator.coco.cats, key=repr)])
+        raise cli.CommandError(
+            f"none of the model's category ids {list(evaluator.category_ids)} is a category id of "
+            f"{args.annotations} ({found}): every AP would be 0 (set data.category_ids to the "
+            "ids the model's classes stand for)"
+        )
     classes = config.model.num_classes
     if classes != len(evaluator.category_ids):
         raise cli.CommandError(
@@ -103,8 +112,6 @@ def main(argv=None) -> int:
             "box (after the checks above): COCO AP is undefined"
         )
     cli.output_folder(out)
-    for line in evaluator.left_out_summary():
-        print(f"warning: {line}", file=sys.stderr)
     if evaluator.warnings:
         (out / "data_warnings.txt").write_text("".join(w + "\n" for w in evaluator.warnings))
         print(f"warning: all {len(evaluator.warnings)} warnings in {out / 'data_warnings.txt'}",
