@@ -3,6 +3,7 @@ TFRecord shards, and fine-tuning from other weights."""
 
 import io
 import json
+import re
 import shutil
 
 import numpy as np
@@ -98,6 +99,22 @@ def test_no_box_at_all_stops(shapes, tmp_path):
     ) as error:
         coco_source(annotations, images)
     assert len(error.value.warnings) == 6
+
+
+@pytest.mark.parametrize(
+    "section, key, message",
+    [
+        ("annotations", "category_id", "category_id [1] is not in the category map"),
+        ("images", "id", "images[0]: 'id' must be an integer or a string, got [1]"),
+    ],
+)
+def test_ids_that_are_lists_are_named(shapes, tmp_path, section, key, message):
+    def listed(data):
+        data[section][0][key] = [1]
+
+    annotations, images = copy_split(shapes, tmp_path, listed)
+    with pytest.raises(DataError, match=re.escape(message)):
+        coco_source(annotations, images)
 
 
 def test_zero_usable_images_stop(shapes, tmp_path):

@@ -187,7 +187,9 @@ def _annotation_problem(ann: dict, categories: set, images: set) -> tuple[str, s
         ann["area"] = float(box[2] * box[3])
     elif not (_is_number(ann["area"]) and ann["area"] >= 0):
         return "area not a number", f"area must be a number >= 0, got {ann['area']!r}"
-    ann.setdefault("iscrowd", 0)
+    crowd = ann.setdefault("iscrowd", 0)
+    if not (crowd == 0 or crowd == 1):
+        return "bad iscrowd", f"iscrowd must be 0 or 1, got {crowd!r}"
     return None
 
 
@@ -211,8 +213,12 @@ def read_coco(annotations: str | Path, image_dir: str | Path, category_ids=()):
     ids = tuple(category_ids) or tuple(sorted(names))
     index = {cid: i for i, cid in enumerate(ids)}
     images = {}
-    for info in data["images"]:
+    for k, info in enumerate(data["images"]):
         image_id = info.get("id")
+        if isinstance(image_id, bool) or not isinstance(image_id, (int, str)):
+            raise DataError(
+                f"{path}: images[{k}]: 'id' must be an integer or a string, got {_short(image_id)}"
+            )
         if image_id in images:
             raise DataError(
                 f"{path}: duplicate image id {image_id!r}: {images[image_id].get('file_name')!r} "
@@ -225,7 +231,7 @@ def read_coco(annotations: str | Path, image_dir: str | Path, category_ids=()):
     by_image: dict = {}
     known_ids, known_images = set(index), set(images)
     for ann in data["annotations"]:
-        if ann.get("category_id") not in index:
+        if not _among(ann.get("category_id"), index):
             raise DataError(
                 f"{path}: annotation {ann.get('id', '?')}: category_id {ann.get('category_id')!r} "
                 f"is not in the category map {list(ids)}"
