@@ -103,7 +103,7 @@ def shared_file_name(images) -> str | None:
     of both), or None."""
     seen = {}
     for info in images:
-        name = info.get("file_name")
+        name = str(info.get("file_name"))  # as the image's path is made
         if name in seen:
             return (
                 f"images {seen[name]!r} and {info.get('id')!r} have the same file_name {name!r}: "
