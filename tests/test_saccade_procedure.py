@@ -33,7 +33,7 @@ def ref():
 
 @pytest.fixture(scope="module")
 def config():
-    return load_config(None, SETTINGS)
+    return load_config("saccade", SETTINGS)  # the procedure needs a model with attention maps
 
 
 def nhwc(array):
@@ -343,7 +343,7 @@ def test_procedure_is_traced_once_for_any_image_size(ref, procedure):
 
 
 def test_saccade_detect_keeps_max_per_image(ref):
-    config = load_config(None, {**SETTINGS, "test.max_per_image": 7})
+    config = load_config("saccade", {**SETTINGS, "test.max_per_image": 7})
     out = run(
         lambda image: saccade.saccade_detect(Replay(ref), image, config),
         tf.constant(ref["image"][..., ::-1].copy()),
