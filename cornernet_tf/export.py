@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 
 from cornernet_tf.config import Config, category_ids
-from cornernet_tf.data.source import decode_pixels, exif_orientation, orient
+from cornernet_tf.data.source import decode_upright
 from cornernet_tf.images import MAX_PIXELS, SHOWN_AS_TEXT, encoded_format, encoded_size
 from cornernet_tf.inference import detect_image
 from cornernet_tf.optimize import inference_model
@@ -102,7 +102,7 @@ def check_encoded_image(data, index, max_pixels: int = MAX_PIXELS) -> tf.Tensor:
     )
     with tf.control_dependencies([too_large]):
         data = tf.identity(data)
-    return orient(decode_pixels(data), exif_orientation(data))
+    return decode_upright(data)
 
 
 def quoted_bytes(data) -> tf.Tensor:

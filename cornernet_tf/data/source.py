@@ -169,8 +169,13 @@ def decode_image(encoded, max_pixels: int = MAX_PIXELS) -> tf.Tensor:
         ["an image has more pixels than", max_pixels, "height, width:", height, width],
     )
     with tf.control_dependencies([check]):
-        image = decode_pixels(encoded)
-    return orient(image, exif_orientation(encoded))
+        return decode_upright(encoded)
+
+
+def decode_upright(encoded) -> tf.Tensor:
+    """`decode_pixels`, turned upright by the EXIF orientation of a JPEG: what training, detect,
+    evaluate and the SavedModel's serving_default see."""
+    return orient(decode_pixels(encoded), exif_orientation(encoded))
 
 
 def decode_pixels(encoded) -> tf.Tensor:
