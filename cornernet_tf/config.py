@@ -5,6 +5,7 @@ No TensorFlow import here: scripts can read and check a config before the heavy 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -16,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from cornernet_tf.files import special_file
 from cornernet_tf.geometry import OUTPUT_STRIDES, input_side_problem
 
 # The architecture arguments that make the members of the family, and the values each takes
@@ -424,6 +426,8 @@ def load_config(
     source = str(path) if path is not None else "<defaults>"
     raw: dict[str, Any] = {}
     if path is not None:
+        if kind := special_file(path):
+            raise ConfigError(f"{source}: not a config file but {kind}")
         try:
             text = Path(path).read_text(encoding="utf-8")
         except UnicodeDecodeError as error:
@@ -441,16 +445,48 @@ def load_config(
             raw = yaml.load(text, Loader=YamlLoader) or {}
         except (yaml.YAMLError, ValueError) as error:  # ValueError: an int of > 4300 digits
             raise ConfigError(f"{source}: not valid YAML: {yaml_problem(error)}") from None
+        except RecursionError:
+            raise ConfigError(
+                f"{source}: not a config: lists or mappings nested too deep"
+            ) from None
         if not isinstance(raw, dict):
             raise ConfigError(
                 f"{source}: the top level must be a mapping, got {type(raw).__name__}"
             )
-    for key, value in _parse_overrides(overrides, source).items():
-        _set_dotted(raw, key, value, source)
-    config = _build(Config, raw, source, prefix="")
-    config = dataclasses.replace(config, source=source)
+    overrides = _parse_overrides(overrides, source)
+    try:
+        return _checked(_overridden(raw, overrides, source), source)
+    except ConfigError as error:
+        raise _blame_override(error, raw, overrides, source) from None
+
+
+def _checked(raw: dict, source: str) -> Config:
+    config = dataclasses.replace(_build(Config, raw, source, prefix=""), source=source)
     config.validate()
     return config
+
+
+def _overridden(raw: dict, overrides: list, source: str) -> dict:
+    raw = copy.deepcopy(raw)
+    for key, value, _ in overrides:
+        _set_dotted(raw, key, value, source)
+    return raw
+
+
+def _blame_override(error: ConfigError, raw: dict, overrides: list, source: str) -> ConfigError:
+    """`error` of the config with all overrides, told as the fault of the first override after
+    which the config fails with the same message (unless the file alone fails so too)."""
+    prefix = f"{source}: "
+    message = str(error).removeprefix(prefix)
+    for count in range(len(overrides) + 1):
+        try:
+            _checked(_overridden(raw, overrides[:count], source), source)
+        except ConfigError as partial:
+            if str(partial).removeprefix(prefix) == message:
+                if count == 0:
+                    return error
+                return ConfigError(f"{prefix}override {overrides[count - 1][2]}: {message}")
+    return error
 
 
 def to_dict(config: Config) -> dict[str, Any]:
@@ -468,22 +504,24 @@ def _listify(value: Any) -> Any:
     return value
 
 
-def _parse_overrides(overrides, source: str) -> dict[str, Any]:
+def _parse_overrides(overrides, source: str) -> list[tuple[str, Any, str]]:
+    """(dotted key, value, how the override reads in messages) for each override, in order."""
     if overrides is None:
-        return {}
+        return []
     if isinstance(overrides, Mapping):
-        return dict(overrides)
-    parsed = {}
+        return [(key, value, f"{key}={_listify(value)!r:.200}") for key, value in overrides.items()]
+    parsed = []
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"{source}: override {item!r} is not of the form key=value")
         try:
-            parsed[key.strip()] = yaml.load(text, Loader=YamlLoader)
-        except (yaml.YAMLError, ValueError):
+            value = yaml.load(text, Loader=YamlLoader)
+        except (yaml.YAMLError, ValueError, RecursionError):
             raise ConfigError(
                 f"{source}: override {item!r:.200}: value is not valid YAML"
             ) from None
+        parsed.append((key.strip(), value, f"{item:.200}"))
     return parsed
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import re
+import stat
 import sys
 from pathlib import Path
 
@@ -26,6 +27,23 @@ def output_folder(path, flag: str = "--out", create: bool = True) -> Path:
         except OSError as error:
             raise FolderError(f"{flag} {path}: cannot create the folder: {reason(error)}") from None
     return path
+
+
+def special_file(path) -> str | None:
+    """What `path` is when it is neither a regular file nor a folder (reading a named pipe or a
+    device like /dev/zero would wait or never end): "a named pipe (FIFO)", "a character device",
+    "a block device", "a socket"; None for files, folders and paths that do not exist."""
+    try:
+        mode = Path(path).stat().st_mode
+    except (OSError, ValueError):
+        return None
+    kinds = {
+        stat.S_ISFIFO: "a named pipe (FIFO)",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISSOCK: "a socket",
+    }
+    return next((kind for test, kind in kinds.items() if test(mode)), None)
 
 
 def is_disk_full(error: BaseException, writing: bool = False) -> bool:

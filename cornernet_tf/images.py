@@ -118,9 +118,11 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     import tensorflow as tf
 
     from cornernet_tf.data.source import decode_image
-    from cornernet_tf.files import reason
+    from cornernet_tf.files import reason, special_file
 
     path = Path(path)
+    if kind := special_file(path):
+        raise ImageError(f"{path}: not an image file but {kind}")
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -60,6 +60,7 @@ import tensorflow as tf
 
 from cornernet_tf.backbone import Hourglass
 from cornernet_tf.config import FAMILY, Config
+from cornernet_tf.files import special_file
 from cornernet_tf.geometry import input_stride, output_size
 from cornernet_tf.heads import HEAT_BIAS, Head, make_heads
 from cornernet_tf.layers import ConvBN, ConvBNLinear, CornerModule, Residual, serializable
@@ -485,7 +486,10 @@ def load_trained(config: Config, weights) -> CornerNet:
     the file when it is missing or does not fit."""
     path = resolve_weights(weights)
     if not Path(path).is_file():
-        raise WeightsError(f"{path}: no such file")
+        kind = special_file(path)
+        raise WeightsError(
+            f"{path}: not a weights file but {kind}" if kind else f"{path}: no such file"
+        )
     check_weights_file(path)
     if path.endswith(".keras"):
         model = read_keras(path)

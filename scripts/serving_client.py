@@ -25,6 +25,7 @@ import math
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -139,6 +140,10 @@ def send_rest(url: str, body: dict, timeout: float = 120) -> Reply:
     the server cannot be reached and ValueError for a URL that is not http(s)."""
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"--url {url}: not an http:// or https:// URL")
+    try:
+        urllib.parse.urlsplit(url).port  # noqa: B018 (parses the host and port)
+    except ValueError as error:
+        raise ValueError(f"--url {url}: not a valid URL ({error})") from None
     data = json.dumps(body).encode()
     request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
     try:
@@ -200,7 +205,8 @@ def upright(path) -> tuple[bytes, np.ndarray]:
     (`cornernet_tf.images.read_image`: ImageError naming a file that is not an image)."""
     from cornernet_tf.images import read_image
 
-    return Path(path).read_bytes(), read_image(path)
+    pixels = read_image(path)  # first: it refuses pipes and devices, which would never end
+    return Path(path).read_bytes(), pixels
 
 
 def main(argv=None) -> int:

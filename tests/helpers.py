@@ -186,3 +186,29 @@ def pickle_value(value: object) -> bytes:
 def pickle_call(module: str, name: str, *args: bytes) -> bytes:
     """Pickle opcodes that call module.name(*args) (GLOBAL, MARK, args, TUPLE, REDUCE)."""
     return f"c{module}\n{name}\n".encode() + b"(" + b"".join(args) + b"tR"
+
+
+def without_waiting(function, *args, seconds: float = 30):
+    """What `function(*args)` returns, or the exception it raises. It runs in a thread, so that
+    a read that would wait on a named pipe fails the test instead of hanging it (the writer end
+    of the pipes among `args` is then opened and closed, which ends the read)."""
+    import os
+    import threading
+
+    outcome = []
+
+    def call():
+        try:
+            outcome.append(function(*args))
+        except BaseException as error:  # noqa: BLE001 (handed to the test)
+            outcome.append(error)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        for path in map(Path, (a for a in args if isinstance(a, str | Path))):
+            if path.is_fifo():
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        raise AssertionError(f"{function.__name__}{args} was still waiting after {seconds} s")
+    return outcome[0]

@@ -2,6 +2,7 @@
 another model, a full disk and Ctrl-C: one line `error: ...` and exit code 1 or 2."""
 
 import errno
+import os
 
 import pytest
 
@@ -166,3 +167,11 @@ def test_init_weights_that_are_damaged_are_named(tmp_path):
     (tmp_path / "cut.keras").write_text("junk")
     with pytest.raises(WeightsError, match="cut.keras: not a .keras file"):
         source_file(tmp_path / "cut.keras")
+
+
+def test_a_pipe_as_weights_is_named_as_one(tmp_path):
+    from cornernet_tf.model import WeightsError, load_trained
+
+    os.mkfifo(tmp_path / "pipe.weights.h5")
+    with pytest.raises(WeightsError, match=r"pipe\.weights\.h5: not a weights file but a named"):
+        load_trained(load_config(TINY), str(tmp_path / "pipe.weights.h5"))

@@ -1,13 +1,17 @@
 """Config loading: defaults, YAML, overrides, and errors that name the file and the key."""
 
 import dataclasses
+import os
+import re
+from pathlib import Path
 
 import pytest
 
 from cornernet_tf import ConfigError, load_config
 from cornernet_tf.config import to_dict
+from tests.helpers import without_waiting
 
-ROOT = __import__("pathlib").Path(__file__).parents[1]
+ROOT = Path(__file__).parents[1]
 
 
 def test_hourglass104_is_the_official_model():
@@ -59,7 +63,7 @@ def test_exponent_floats_without_a_dot_are_floats(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"model.num_stack": 1}, r"tiny\.yaml: unknown key 'model\.num_stack'"),
+        ({"model.num_stack": 1}, r"tiny\.yaml: override model\.num_stack=1: unknown key 'model\."),
         ({"modle.depth": 1}, r"unknown key 'modle'"),
         ({"model.num_stacks": "two"}, r"'model\.num_stacks' must be int, got 'two'"),
         ({"model.num_stacks": True}, r"'model\.num_stacks' must be int"),
@@ -100,3 +104,43 @@ def test_missing_and_malformed_files(tmp_path):
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match=r"list\.yaml: the top level must be a mapping"):
         load_config(listy)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.input_size=abc"], ": override data.input_size=abc: "),
+        (["train.steps=3", "model.num_stacks=two"], ": override model.num_stacks=two: "),
+        ({"model.dims": [64, 64]}, ": override model.dims=[64, 64]: "),
+        # a check of two fields, one from the file: the override that broke it is named
+        (["model.attention=false"], ": override model.attention=false: "),
+    ],
+)
+def test_errors_caused_by_an_override_name_it(overrides, message):
+    config = "saccade" if "model.attention=false" in overrides else ROOT / "configs/tiny.yaml"
+    with pytest.raises(ConfigError) as error:
+        load_config(config, overrides)
+    assert re.match(r"^\S+\.yaml" + re.escape(message), str(error.value)), str(error.value)
+
+
+def test_errors_of_the_file_name_the_file_even_with_overrides(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  num_stacks: two\n")
+    with pytest.raises(ConfigError, match=r"^\S*bad\.yaml: 'model\.num_stacks' must be int"):
+        load_config(path, ["train.steps=3"])
+    # an override may repair what the file alone gets wrong
+    assert load_config(path, ["model.num_stacks=1"]).model.num_stacks == 1
+
+
+def test_pipes_devices_and_deep_nesting_are_errors_not_waits(tmp_path):
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    error = without_waiting(load_config, fifo)
+    assert isinstance(error, ConfigError), error
+    assert str(error) == f"{fifo}: not a config file but a named pipe (FIFO)"
+    error = without_waiting(load_config, Path("/dev/zero"))
+    assert str(error) == "/dev/zero: not a config file but a character device"
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("model: " + "[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match=r"deep\.yaml: not a config: .* nested too deep"):
+        load_config(deep)

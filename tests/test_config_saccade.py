@@ -31,7 +31,8 @@ def test_the_saccade_procedure_needs_a_model_with_attention_maps():
     """A CornerNet without attention heads (the demo model, Hourglass-104) cannot run it."""
     with pytest.raises(
         ConfigError,
-        match=r"tiny\.yaml: test\.procedure saccade crops where attention maps point at input "
+        match=r"tiny\.yaml: override test\.procedure=saccade: test\.procedure saccade crops where "
+        r"attention maps point at input "
         r"strides 16, 8, 4, which needs model\.attention true.*got attention False, depth 3",
     ):
         load_config("tiny", ["test.procedure=saccade"])

@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from PIL import Image
 from cornernet_tf.detection_log import DetectionLog, file_stamp
 from cornernet_tf.evaluate import STAT_NAMES, AnnotationError, CocoEvaluator, load_annotations
 from cornernet_tf.images import ImageError, read_image
-from tests.helpers import ROOT, png_header, run_script
+from tests.helpers import ROOT, png_header, run_script, without_waiting
 
 BOXES = {1: [[10, 20, 60, 50], [70, 15, 40, 80]], 2: [[30, 30, 90, 60]]}  # xywh per image
 
@@ -110,6 +111,20 @@ def test_unusable_annotation_files(tmp_path):
     (tmp_path / "y.json").write_text('{"images": []}')
     with pytest.raises(AnnotationError, match="'annotations' list is missing"):
         load_annotations(tmp_path / "y.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(AnnotationError, match=r"deep\.json: not COCO JSON \(.* nested too deep"):
+        load_annotations(tmp_path / "deep.json")
+
+
+def test_pipes_and_devices_are_errors_not_waits(tmp_path):
+    os.mkfifo(tmp_path / "pipe.json")
+    os.mkfifo(tmp_path / "pipe.png")
+    error = without_waiting(load_annotations, tmp_path / "pipe.json")
+    assert str(error) == f"{tmp_path / 'pipe.json'}: not an annotation file but a named pipe (FIFO)"
+    error = without_waiting(read_image, tmp_path / "pipe.png")
+    assert str(error) == f"{tmp_path / 'pipe.png'}: not an image file but a named pipe (FIFO)"
+    error = without_waiting(read_image, Path("/dev/zero"))
+    assert str(error) == "/dev/zero: not an image file but a character device"
 
 
 def test_read_image_converts_and_names_bad_files(tmp_path):

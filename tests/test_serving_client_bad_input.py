@@ -4,6 +4,7 @@ arguments). A local stand-in server answers; no model is built."""
 
 import http.server
 import json
+import os
 import shutil
 import socket
 import threading
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import run_script
+from tests.helpers import run_script, without_waiting
 
 K = 3  # detections per image in the stand-in's good replies
 
@@ -156,6 +157,7 @@ def test_connection_refused(images, tmp_path, capsys):
     [
         (["--config", "no_such_config"], ["no_such_config", "cannot read config"]),
         (["--config", "tiny", "--url", "localhost:8501/v1"], ["localhost:8501/v1", "URL"]),
+        (["--config", "tiny", "--url", "http://[::1"], ["--url http://[::1", "Invalid IPv6 URL"]),
         (["--threshold", "nan"], ["--threshold", "nan"]),
     ],
 )
@@ -203,3 +205,11 @@ def test_bad_images_exit_2(tmp_path, capsys):
         )
         assert code == 2
         assert_one_line(capsys.readouterr().err.strip(), str(path))
+
+
+def test_a_pipe_as_image_exits_2_without_waiting(tmp_path, capsys):
+    os.mkfifo(tmp_path / "pipe.png")
+    args = [str(tmp_path / "pipe.png"), "--url", "http://127.0.0.1:9/x", "--out", str(tmp_path)]
+    assert without_waiting(run_script, "serving_client", *args) == 2
+    message = f"{tmp_path / 'pipe.png'}: not an image file but a named pipe (FIFO)"
+    assert_one_line(capsys.readouterr().err.strip(), message)

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf.data.source import DataError, Source, decode_image, is_image
+from cornernet_tf.files import special_file
 
 
 class AnnotationError(ValueError):
@@ -294,6 +295,8 @@ class CocoRecords:
 
 
 def _read_json(path: Path) -> dict:
+    if kind := special_file(path):
+        raise AnnotationError(f"{path}: not an annotation file but {kind}")
     try:
         data = json.loads(path.read_text())
     except OSError as error:
@@ -304,6 +307,8 @@ def _read_json(path: Path) -> dict:
         raise AnnotationError(f"{path}: not valid JSON (not UTF-8 text)") from None
     except json.JSONDecodeError as error:
         raise AnnotationError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise AnnotationError(f"{path}: not COCO JSON (lists or objects nested too deep)") from None
     if not isinstance(data, dict):
         raise AnnotationError(f"{path}: expected a JSON object with images/annotations/categories")
     for key in ("images", "annotations", "categories"):
@@ -334,6 +339,8 @@ def _outside(ann: dict, info: dict) -> str | None:
 
 def image_problem(path: Path) -> str | None:
     """Why `path` is not an image file, from its first bytes only, or None."""
+    if kind := special_file(path):
+        return f"{path} is not an image file but {kind}"
     try:
         with open(path, "rb") as file:
             head = file.read(16)
