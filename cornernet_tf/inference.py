@@ -29,6 +29,7 @@ import tensorflow as tf
 from cornernet_tf.config import Config
 from cornernet_tf.decode import decode
 from cornernet_tf.geometry import OUTPUT_STRIDE, input_side_problem, input_stride, output_size
+from cornernet_tf.images import MAX_PIXELS, ImageError
 from cornernet_tf.optimize import inference_model
 from cornernet_tf.preprocess import normalize_image
 from cornernet_tf.saccade import saccade_detect, saccade_network
@@ -76,11 +77,32 @@ def fit_scale(height, width, input_size: int) -> tf.Tensor:
 
 
 def check_input_size(input_size: int, depth: int, output_stride: int = OUTPUT_STRIDE) -> int:
-    """`input_size` if a depth-`depth` hourglass takes it (N + 1 a multiple of the stride), else
-    a ValueError listing the valid sizes."""
+    """`input_size` if a depth-`depth` hourglass takes it (N + 1 a multiple of the stride) and
+    N x N is at most MAX_PIXELS, else a ValueError listing the valid sizes or the limit."""
     if problem := input_side_problem(input_size, depth, output_stride):
         raise ValueError(f"input size {problem}")
+    if input_size * input_size > MAX_PIXELS:
+        raise ValueError(
+            f"input size {input_size}: {input_size}x{input_size} = {input_size**2:,} pixels, more "
+            f"than the limit of {MAX_PIXELS:,} (that of the images read)"
+        )
     return input_size
+
+
+def network_input_problem(height: int, width: int, config: Config, input_size=None) -> str | None:
+    """Why the test procedure would not run a `height` x `width` image, or None: a scale of
+    test.scales that makes a network input of more than MAX_PIXELS pixels (the limit of the
+    images read; such a network would run for minutes and take tens of GiB)."""
+    if config.test.procedure == "saccade" or input_size is not None:
+        return None
+    scale = max(config.test.scales)
+    side_h, side_w = int(height * scale), int(width * scale)
+    if side_h * side_w <= MAX_PIXELS:
+        return None
+    return (
+        f"{width}x{height} at test.scales {scale:g} is a network input of {side_w}x{side_h} = "
+        f"{side_h * side_w:,} pixels, more than the limit of {MAX_PIXELS:,}: lower test.scales"
+    )
 
 
 def prepare_input(image, geometry: dict, data) -> tf.Tensor:
@@ -303,8 +325,15 @@ class Detector:
         model = load_trained(config, weights) if weights else build_model(config)
         return cls(model, config, input_size)
 
+    def input_problem(self, image) -> str | None:
+        """Why this detector would not run `image` (H, W, 3), or None (`network_input_problem`)."""
+        height, width = image.shape[:2]
+        return network_input_problem(height, width, self.config, self.input_size)
+
     def __call__(self, image) -> dict:
-        """(H, W, 3) uint8 RGB -> numpy boxes (M, 4) [x1, y1, x2, y2], scores (M,), classes (M,)."""
-        return {
-            key: value.numpy() for key, value in self._detect(tf.constant(image, tf.uint8)).items()
-        }
+        """(H, W, 3) uint8 RGB -> numpy boxes (M, 4) [x1, y1, x2, y2], scores (M,), classes (M,).
+        ImageError for an image that `input_problem` refuses."""
+        image = tf.constant(image, tf.uint8)
+        if problem := self.input_problem(image):
+            raise ImageError(problem)
+        return {key: value.numpy() for key, value in self._detect(image).items()}

@@ -243,6 +243,20 @@ def test_detect_script_draws_and_lists_skipped(tmp_path, tiny_weights, capsys):
     assert first["name"].startswith("class ") and first["category_id"] == first["class"] + 1
 
 
+def test_detect_skips_an_image_that_a_test_scale_makes_too_large(tmp_path, tiny_weights, capsys):
+    write_dataset(tmp_path)  # img1.png is 160 x 120: at scale 200 a 32000 x 24000 input
+    Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(tmp_path / "dot.png")
+    inputs = [str(tmp_path / "img1.png"), str(tmp_path / "dot.png")]
+    tiny = ["--config", str(ROOT / "configs/tiny.yaml"), "--weights", str(tiny_weights)]
+    settings = ["model.num_classes=2", "data.class_names=[]", "test.scales=[200]"]
+    code = run_script("detect", *tiny, *inputs, "--out", str(tmp_path / "out"), *settings)
+    assert code == 1
+    out, err = capsys.readouterr()
+    assert f"{inputs[0]}: 160x120 at test.scales 200 is a network input of 32000x24000 = " in err
+    assert "wrote 1 picture(s)" in out
+    assert list(json.loads((tmp_path / "out/detections.json").read_text())) == [inputs[1]]
+
+
 def test_detection_log_keeps_values_exactly_and_only_for_the_same_settings(tmp_path):
     path, weights = tmp_path / "log.jsonl", tmp_path / "w.weights.h5"
     weights.write_bytes(b"1")

@@ -210,3 +210,29 @@ def test_real_model_traced_for_any_image_size(merge):
             and np.all(boxes[:, 3] <= shape[0] + 1e-3)
         )
         assert np.all(np.diff(dets["scores"].numpy()) <= 0)
+
+
+def test_network_inputs_beyond_the_image_limit_are_refused_before_running():
+    from cornernet_tf.images import MAX_PIXELS, ImageError
+    from cornernet_tf.inference import Detector, check_input_size, network_input_problem
+
+    config = load_config(None, {"test.scales": [0.5, 1.5]})
+    assert network_input_problem(4608, 4800, config) == (
+        "4800x4608 at test.scales 1.5 is a network input of 7200x6912 = 49,766,400 pixels, "
+        "more than the limit of 33,177,600: lower test.scales"
+    )
+    assert 5760 * 5760 == MAX_PIXELS == 7680 * 4320
+    assert network_input_problem(3600, 3600, load_config(None, {"test.scales": [1.6]})) is None
+    assert network_input_problem(4608, 4800, config, input_size=511) is None  # fitted into it
+    with pytest.raises(ValueError, match=r"input size 6015: 6015x6015 = 36,180,225 pixels"):
+        check_input_size(6015, depth=5)
+    assert check_input_size(5759, depth=5) == 5759  # 5760 x 5760 is the limit; 5759 + 1 = 45 x 128
+
+    class Unused:
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("the network ran")
+
+    detector = Detector.__new__(Detector)  # the check comes before the traced procedure
+    detector.config, detector.input_size, detector._detect = config, None, Unused()
+    with pytest.raises(ImageError, match="network input of 7200x6912"):
+        detector(np.zeros((4608, 4800, 3), np.uint8))

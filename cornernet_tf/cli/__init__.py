@@ -223,9 +223,10 @@ def resume_log(out: Path, settings: dict):
 def detect_images(detector, log, jobs, total: int, desc: str, on_image=None) -> None:
     """Runs `detector` on the images of `jobs` ((key, path) pairs: those of the command's
     `total` images that `log` has not done) and records each in the log under its key: its size
-    and detections, or the ImageError that left it out. `on_image(key, image, detections)` runs
-    before the record is written (detect draws the picture there). Says how many images were
-    done before; Ctrl-C ends saying where it stopped and how to go on."""
+    and detections, or why it was left out (the ImageError of `read_image`, or a test scale that
+    makes too large a network input of it: `Detector.input_problem`). `on_image(key, image,
+    detections)` runs before the record is written (detect draws the picture there). Says how
+    many images were done before; Ctrl-C ends saying where it stopped and how to go on."""
     from tqdm import tqdm
 
     from cornernet_tf.images import ImageError, read_image
@@ -241,10 +242,13 @@ def detect_images(detector, log, jobs, total: int, desc: str, on_image=None) -> 
                 except ImageError as error:  # found only by decoding: this image is left out
                     log.add(key, error=str(error))
                 else:
-                    detections = detector(image)
-                    if on_image is not None:
-                        on_image(key, image, detections)
-                    log.add(key, image.shape[1::-1], detections)
+                    if problem := detector.input_problem(image):  # a scale too large for it
+                        log.add(key, error=f"{path}: {problem}")
+                    else:
+                        detections = detector(image)
+                        if on_image is not None:
+                            on_image(key, image, detections)
+                        log.add(key, image.shape[1::-1], detections)
                 finished += 1
         except KeyboardInterrupt:
             raise KeyboardInterrupt(
