@@ -134,7 +134,8 @@ def test_detector_in_bfloat16_finds_the_same_boxes(tiny_weights):
 
 
 def test_bad_precision_names_the_file_key_and_value(two_stacks):
-    message = r"configs/tiny\.yaml: test\.precision must be float32 or bfloat16, got 'half'"
+    message = r"configs/tiny\.yaml: override test\.precision=half: test\.precision must be "
+    message += "float32 or bfloat16, got 'half'"
     with pytest.raises(ConfigError, match=message):
         load_config(ROOT / "configs/tiny.yaml", ["test.precision=half"])
     with pytest.raises(ValueError, match="precision must be float32 or bfloat16, got 'float16'"):
