@@ -100,8 +100,9 @@ def network_input_problem(height: int, width: int, config: Config, input_size=No
     if side_h * side_w <= MAX_PIXELS:
         return None
     return (
-        f"{width}x{height} at test.scales {scale:g} is a network input of {side_w}x{side_h} = "
-        f"{side_h * side_w:,} pixels, more than the limit of {MAX_PIXELS:,}: lower test.scales"
+        f"{width}x{height} at test.scales {scale:g} is resized to {side_w}x{side_h} = "
+        f"{side_h * side_w:,} pixels, more than the limit of {MAX_PIXELS:,} for a network "
+        "input: lower test.scales"
     )
 
 

@@ -252,7 +252,7 @@ def test_detect_skips_an_image_that_a_test_scale_makes_too_large(tmp_path, tiny_
     code = run_script("detect", *tiny, *inputs, "--out", str(tmp_path / "out"), *settings)
     assert code == 1
     out, err = capsys.readouterr()
-    assert f"{inputs[0]}: 160x120 at test.scales 200 is a network input of 32000x24000 = " in err
+    assert f"{inputs[0]}: 160x120 at test.scales 200 is resized to 32000x24000 = " in err
     assert "wrote 1 picture(s)" in out
     assert list(json.loads((tmp_path / "out/detections.json").read_text())) == [inputs[1]]
 

@@ -218,8 +218,8 @@ def test_network_inputs_beyond_the_image_limit_are_refused_before_running():
 
     config = load_config(None, {"test.scales": [0.5, 1.5]})
     assert network_input_problem(4608, 4800, config) == (
-        "4800x4608 at test.scales 1.5 is a network input of 7200x6912 = 49,766,400 pixels, "
-        "more than the limit of 33,177,600: lower test.scales"
+        "4800x4608 at test.scales 1.5 is resized to 7200x6912 = 49,766,400 pixels, more than "
+        "the limit of 33,177,600 for a network input: lower test.scales"
     )
     assert 5760 * 5760 == MAX_PIXELS == 7680 * 4320
     assert network_input_problem(3600, 3600, load_config(None, {"test.scales": [1.6]})) is None
@@ -234,5 +234,5 @@ def test_network_inputs_beyond_the_image_limit_are_refused_before_running():
 
     detector = Detector.__new__(Detector)  # the check comes before the traced procedure
     detector.config, detector.input_size, detector._detect = config, None, Unused()
-    with pytest.raises(ImageError, match="network input of 7200x6912"):
+    with pytest.raises(ImageError, match="is resized to 7200x6912"):
         detector(np.zeros((4608, 4800, 3), np.uint8))
