@@ -310,6 +310,9 @@ class TrainConfig:
     seed: int = 317
     precision: str = "float32"  # or "mixed_bfloat16"
     jit_compile: bool = False
+    # the same weights in every run on one machine: TensorFlow's graph optimiser (Grappler),
+    # whose rewrites of the step vary between processes, is off while training
+    deterministic: bool = False
     # fine-tuning: start from these weights (.weights.h5, .keras, a training checkpoint or a run
     # folder); heads whose shapes differ are initialised afresh
     init_weights: str | None = None

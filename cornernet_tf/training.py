@@ -24,6 +24,7 @@ checkpoint; temporary files of the failed write are removed, and the same comman
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -174,7 +175,30 @@ def train(
     min_usable: float = MIN_USABLE,
 ) -> CornerNet:
     """Trains the model of `config`; returns it. See the module docstring. `min_usable`: the
-    least share of the training and of the validation data that must be usable."""
+    least share of the training and of the validation data that must be usable. With
+    train.deterministic, TensorFlow's graph optimiser is off while it runs (`graph_optimiser`)."""
+    with graph_optimiser(not config.train.deterministic):
+        return _train(config, out, strategy, resume, verbose, min_usable)
+
+
+@contextlib.contextmanager
+def graph_optimiser(enabled: bool):
+    """Grappler, TensorFlow's graph optimiser, on (TensorFlow's default: nothing changes) or off
+    for the functions first run inside; the process's setting is restored after. Off, the same
+    step gives the same numbers in every process: Grappler's rewrites of a whole training step
+    (Hourglass with attention heads) vary between processes in how they order some sums."""
+    if enabled:
+        yield
+        return
+    before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})
+
+
+def _train(config, out, strategy, resume, verbose, min_usable) -> CornerNet:
     distribution = make_strategy(strategy)
     chief = _is_chief(distribution)
     out = Path(out) if chief else Path(out) / f".worker_{_task_id(distribution)}"

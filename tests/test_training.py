@@ -290,3 +290,43 @@ def iou(a, b):
     h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
     return w * h / union
+
+
+@pytest.mark.e2e
+def test_without_the_graph_optimiser_a_step_gives_the_same_gradients_each_time(tmp_path):
+    """train.deterministic: Grappler's rewrites of a whole step of an Hourglass with attention
+    heads vary between processes and between fresh traces of one step (their sums ordered
+    otherwise); off, every fresh trace gives the same gradients, bit for bit."""
+    import keras
+
+    from cornernet_tf import build_model, load_config
+    from cornernet_tf.data import coco_source, make_dataset
+    from cornernet_tf.training import graph_optimiser
+
+    args = ["--out", str(tmp_path), "--train", "8", "--val", "1", "--size", "255"]
+    assert run_script("make_shapes", *args) == 0
+    config = load_config("tiny_saccade")  # 255 x 255 crops, batch 8: as make demo-saccade
+    source = coco_source(tmp_path / "train.json", tmp_path / "train")
+    images, targets = next(iter(make_dataset(source, config, batch_size=8, training=True)))
+    keras.utils.set_random_seed(1)
+    model = build_model(config)
+
+    def gradients():
+        @tf.function
+        def step(images, targets):
+            with tf.GradientTape() as tape:
+                loss = model.compute_losses(images, targets, training=True)["loss"]
+            return tape.gradient(loss, model.trainable_variables)
+
+        return np.concatenate([np.ravel(g) for g in step(images, targets)])
+
+    options = tf.config.optimizer.get_experimental_options()
+    with graph_optimiser(False):
+        assert tf.config.optimizer.get_experimental_options()["disable_meta_optimizer"]
+        first = gradients()
+        for _ in range(3):
+            np.testing.assert_array_equal(gradients(), first)
+    assert tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False) == (
+        options.get("disable_meta_optimizer", False)
+    )
+    assert load_config("tiny_saccade", ["train.deterministic=true"]).train.deterministic
