@@ -186,7 +186,8 @@ def graph_optimiser(enabled: bool):
     """Grappler, TensorFlow's graph optimiser, on (TensorFlow's default: nothing changes) or off
     for the functions first run inside; the process's setting is restored after. Off, the same
     step gives the same numbers in every process: Grappler's rewrites of a whole training step
-    (Hourglass with attention heads) vary between processes in how they order some sums."""
+    (Hourglass with attention heads) vary between processes: its gradients differ in their last
+    bits, and training drifts apart."""
     if enabled:
         yield
         return

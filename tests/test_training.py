@@ -295,8 +295,8 @@ def iou(a, b):
 @pytest.mark.e2e
 def test_without_the_graph_optimiser_a_step_gives_the_same_gradients_each_time(tmp_path):
     """train.deterministic: Grappler's rewrites of a whole step of an Hourglass with attention
-    heads vary between processes and between fresh traces of one step (their sums ordered
-    otherwise); off, every fresh trace gives the same gradients, bit for bit."""
+    heads vary between processes and between fresh traces of one step (the gradients differ
+    in their last bits); off, every fresh trace gives the same gradients, bit for bit."""
     import keras
 
     from cornernet_tf import build_model, load_config
