@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -47,6 +48,7 @@ from cornernet_tf.data import (
     without_undecodable,
 )
 from cornernet_tf.files import output_folder, reason
+from cornernet_tf.inference import network_input_problem
 from cornernet_tf.model import CornerNet, build_model
 
 # train.precision -> the model's compute precision (mixed: float32 variables, bfloat16 compute)
@@ -269,6 +271,8 @@ def _train(config, out, strategy, resume, verbose, min_usable) -> CornerNet:
         )
     start = int(optimizer.iterations.numpy())
 
+    if t.eval_every and val_source is not None:
+        check_test_scale(config, val_source)
     val, val_steps = None, None
     if val_source is not None:
         val = make_dataset(val_source, config, batch_size=t.batch_size, training=False)
@@ -338,6 +342,31 @@ def _train(config, out, strategy, resume, verbose, min_usable) -> CornerNet:
     if chief:
         print(f"wrote {out / 'final.weights.h5'}, {out / 'final.keras'} and {out / 'config.yaml'}")
     return model
+
+
+def check_test_scale(config: Config, source) -> None:
+    """TrainingError when test.scales makes too large a network input of the first image of
+    `source` (the validation data that training scores AP on every train.eval_every steps): a
+    mistake to tell before the first step, not after eval_every of them."""
+    first = next(source.examples(1).as_numpy_iterator())["image"]
+    if problem := network_input_problem(*first.shape[:2], config):
+        raise TrainingError(
+            f"train.eval_every {config.train.eval_every} scores AP on the validation images "
+            f"with the test procedure: {source.item_names()[0]}: {problem}"
+        )
+
+
+def scored_examples(source, config: Config, count: int, left_out: list[str]):
+    """The first `count` examples of `source`, without those whose image the test procedure
+    would make too large a network input of (`inference.network_input_problem`): each of those
+    is added to `left_out` as "file: why"."""
+    names = None
+    for k, example in enumerate(source.examples(count).as_numpy_iterator()):
+        if problem := network_input_problem(*example["image"].shape[:2], config):
+            names = names or source.item_names()
+            left_out.append(f"{names[k]}: {problem}")
+        else:
+            yield example
 
 
 def chunks(start: int, steps: int, every: int) -> list[tuple[int, int]]:
@@ -556,12 +585,28 @@ class TrainingLog(keras.callbacks.Callback):
         from cornernet_tf.evaluate import evaluate_examples
         from cornernet_tf.inference import Detector
 
-        source, data = self.val_source, self.config.data
-        detector = Detector(self.model, self.config)
-        examples = source.examples(self.config.train.eval_images)
+        source, config = self.val_source, self.config
+        detector = Detector(self.model, config)
+        count, left_out = min(config.train.eval_images, source.size), []
+        examples = scored_examples(source, config, count, left_out)
+        first = next(examples, None)
+        if first is None:
+            raise TrainingError(
+                f"none of the {count} validation images can be scored: {left_out[0]}; "
+                f"{last_checkpoint(self.manager)}; lower test.scales and run the same command "
+                "again to resume"
+            )
         result = evaluate_examples(
-            detector, examples.as_numpy_iterator(), data.category_ids, data.class_names
+            detector,
+            itertools.chain([first], examples),
+            config.data.category_ids,
+            config.data.class_names,
         )
+        if left_out:
+            print(
+                f"\nwarning: {len(left_out)} of {count} validation images left out of the AP "
+                f"(first: {left_out[0]})"
+            )
         return {"AP": result["AP"], "AP50": result["AP50"]}
 
     def _log_images(self, step: int) -> None:

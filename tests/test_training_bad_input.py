@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -335,3 +336,56 @@ def test_multiworker_names_a_missing_or_bad_tf_config(
     assert run_script("train", *args, "--out", str(tmp_path / "run")) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_a_test_scale_too_large_for_the_validation_images_is_refused_before_training(
+    shapes, tmp_path, capsys
+):
+    """AP during training runs the test procedure on the validation images: a scale that makes a
+    network input over the pixel limit of the first one is an error before the first step, not
+    one after train.eval_every steps."""
+    data = [f"data.train_annotations={shapes / 'train.json'}"]
+    data += [f"data.train_images={shapes / 'train'}"]
+    data += [f"data.val_annotations={shapes / 'val.json'}", f"data.val_images={shapes / 'val'}"]
+    code, out, err = train(tmp_path, capsys, *data, "train.eval_every=2", "test.scales=[60]")
+    first = shapes / "val" / "000000.png"
+    assert code == 2, err
+    assert (
+        f"train.eval_every 2 scores AP on the validation images with the test procedure: {first}: "
+        "127x127 at test.scales 60 is resized to 7620x7620 = 58,064,400 pixels, more than the "
+        "limit of 33,177,600 for a network input: lower test.scales" in err
+    )
+    assert not (tmp_path / "run/checkpoints").exists()
+    # without AP during training the scale is not used, and training runs
+    no_ap = ["train.eval_every=0", "train.best_by=loss"]
+    code, out, err = train(tmp_path, capsys, *data, *no_ap, "test.scales=[60]")
+    assert code == 0, err
+
+
+def test_validation_images_too_large_for_the_test_scale_are_left_out_of_the_ap(tmp_path):
+    """The images of a mixed validation set that the test scale would blow up past the pixel
+    limit are left out of training's AP and named; the others are scored."""
+    from cornernet_tf import load_config
+    from cornernet_tf.data.source import Source
+    from cornernet_tf.training import scored_examples
+
+    images = [np.zeros((16, 16, 3), np.uint8), np.zeros((600, 600, 3), np.uint8)]
+    images.append(np.zeros((20, 12, 3), np.uint8))
+    paths = [str(tmp_path / f"{k}.png") for k in range(3)]
+    for path, image in zip(paths, images, strict=True):
+        tf.io.write_file(path, tf.io.encode_png(image))
+
+    def load(path):
+        image = tf.io.decode_png(tf.io.read_file(path), channels=3)
+        return {"image": image, "boxes": tf.zeros((0, 4)), "classes": tf.zeros((0,), tf.int32)}
+
+    source = Source(tf.data.Dataset.from_tensor_slices(paths), load, 3)
+    config = load_config("tiny", ["test.scales=[10]"])
+    left_out = []
+    scored = [e["image"].shape for e in scored_examples(source, config, 3, left_out)]
+    assert scored == [(16, 16, 3), (20, 12, 3)]
+    assert left_out == [
+        f"{paths[1]}: 600x600 at test.scales 10 is resized to 6000x6000 = 36,000,000 pixels, "
+        "more than the limit of 33,177,600 for a network input: lower test.scales"
+    ]
+    assert [e["image"].shape for e in scored_examples(source, config, 1, left_out)] == [(16, 16, 3)]

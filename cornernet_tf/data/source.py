@@ -58,6 +58,10 @@ class Source:
             usable = (size, size + left_out, "images")
         self.usable, self.decoded, self.names = usable, decoded, names
 
+    def item_names(self) -> list[str]:
+        """Item k's file or record, for messages."""
+        return self.names or _item_names(self.items)
+
     def examples(self, count: int | None = None) -> tf.data.Dataset:
         """The first `count` (None: all) examples, loaded, in order, unaugmented."""
         items = self.items if count is None else self.items.take(count)
@@ -91,7 +95,7 @@ def without_undecodable(source: Source, what: str = "image", progress: bool = Fa
         return source
     bad = undecodable(source.items, source.load, source.size, progress)
     bad_set = set(bad)
-    names = source.names or _item_names(source.items)
+    names = source.item_names()
     warnings = [
         f"{names[k]} left out: the {what} does not decode (truncated, corrupt, or over "
         f"{MAX_PIXELS:,} pixels)"
