@@ -115,10 +115,13 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     applied, as in training), decoded as training and the SavedModel decode it. Raises
     ImageError naming the file when it is missing, not a JPEG/PNG/GIF/BMP, larger than
     `max_pixels` (checked from the header, before decoding) or cannot be decoded."""
-    import tensorflow as tf
+    return decode_file_bytes(read_file_bytes(path), path, max_pixels)
 
-    from cornernet_tf.data.source import decode_image
-    from cornernet_tf.files import reason, special_file
+
+def read_file_bytes(path: str | Path) -> bytes:
+    """The bytes of an image file; ImageError naming it when it is missing, a folder, a pipe or
+    a device, unreadable or empty."""
+    from cornernet_tf.files import special_file
 
     path = Path(path)
     if kind := special_file(path):
@@ -135,6 +138,16 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageError(f"{path}: cannot read the file ({error.strerror or error})") from None
     if not data:
         raise ImageError(f"{path}: the file is empty")
+    return data
+
+
+def decode_file_bytes(data: bytes, path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """`read_image` of the bytes `data` read from `path` (named in its errors)."""
+    import tensorflow as tf
+
+    from cornernet_tf.data.source import decode_image
+    from cornernet_tf.files import reason
+
     if image_format(data[:8]) is None:
         raise ImageError(
             f"{path}: not a JPEG, PNG, GIF or BMP image; it starts with {describe_bytes(data[:12])}"

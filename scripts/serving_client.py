@@ -203,10 +203,10 @@ def upright(path) -> tuple[bytes, np.ndarray]:
     """The bytes to send for an image file (the file as it is: the served model turns a photo
     upright by its EXIF orientation) and its (H, W, 3) RGB pixels, upright as the boxes are
     (`cornernet_tf.images.read_image`: ImageError naming a file that is not an image)."""
-    from cornernet_tf.images import read_image
+    from cornernet_tf.images import decode_file_bytes, read_file_bytes
 
-    pixels = read_image(path)  # first: it refuses pipes and devices, which would never end
-    return Path(path).read_bytes(), pixels
+    data = read_file_bytes(path)  # one read: the pixels drawn are those of the bytes sent
+    return data, decode_file_bytes(data, path)
 
 
 def main(argv=None) -> int:

@@ -303,6 +303,33 @@ def test_read_image_and_the_serving_client_turn_photos_upright(tmp_path):
     assert sent == path.read_bytes() and pixels.shape == (30, 20, 3)
 
 
+def test_the_serving_client_draws_the_pixels_of_the_bytes_it_sends(tmp_path, monkeypatch):
+    """One read of the file: the pixels the boxes are drawn on decode from the very bytes sent,
+    even when the file changes in between (a folder being written to)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (30, 20), (200, 10, 10)).save(path)
+    reads = []
+    real = Path.read_bytes
+
+    def read_bytes(self):
+        data = real(self)
+        reads.append(self)
+        Image.new("RGB", (8, 8), (0, 0, 255)).save(path)  # the file changes after each read
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    spec = importlib.util.spec_from_file_location("client", ROOT / "scripts/serving_client.py")
+    client = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client)
+    sent, pixels = client.upright(path)
+    assert len(reads) == 1
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(sent))), pixels)
+    assert pixels.shape == (20, 30, 3) and tuple(pixels[0, 0]) == (200, 10, 10)
+
+
 # ------------------------------------------------------------------------------ fine-tuning
 
 
