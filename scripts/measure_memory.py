@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Training memory per image of a CornerNet config, measured on this machine.
 
-    python scripts/measure_memory.py [--config hourglass104] [--batches 1,2] \
+    python scripts/measure_memory.py [--config hourglass104] [--batches 1,2] \\
         [--precisions float32,mixed_bfloat16]
 
 Method: for each precision and batch size, a fresh process builds the model, compiles it with

@@ -5,7 +5,7 @@
 Runs under a Python that has torch, opencv-python-headless, tqdm and Cython (never the project's
 venv: torch is not a dependency):
 
-    TORCH_PYTHON scripts/official_saccade_timing.py --official-src CornerNet-Lite/ \
+    TORCH_PYTHON scripts/official_saccade_timing.py --official-src CornerNet-Lite/ \\
         --weights saccade.npz --images a.png b.png [--repeats 1] [--threads N]
 
 The procedure is the checkout's `core/test/cornernet_saccade.py` `cornernet_saccade_inference`,

@@ -35,6 +35,21 @@ def test_flag_values_that_mean_nothing_are_refused(tmp_path, capsys, command, fl
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["train", "detect", "evaluate", "export", "demo"])
+def test_help_names_every_packaged_config(capsys, command):
+    from cornernet_tf.config import packaged_configs
+
+    with pytest.raises(SystemExit) as exit_:
+        run_script(command, "--help")
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    text = " ".join(out.split())  # argparse wraps the lines
+    assert f"a packaged config name ({', '.join(packaged_configs())})" in text
+    # the usage in the epilog keeps its lines, each continued by a backslash, as in a shell
+    usage = [line for line in out.splitlines() if line.startswith(f"    cornernet-{command}")]
+    assert len(usage) == 1 and usage[0].endswith(" \\"), usage
+
+
 @pytest.mark.parametrize("command", ["detect", "export"])
 def test_out_that_is_a_file_is_one_line(tmp_path, tiny_weights, capsys, command):
     (tmp_path / "taken").write_text("a file")

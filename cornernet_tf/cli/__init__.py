@@ -1,7 +1,7 @@
 """The command-line tools, installed as `cornernet-<name>` (pyproject.toml), one module each.
 
 Shared here, so that every command reads the same way:
-    --config C      a YAML file or the name of a packaged config (tiny, hourglass104)
+    --config C      a YAML file or the name of a packaged config (`packaged_configs()`)
     key=value ...   config overrides as positional arguments (values parsed as YAML);
                     `--set key=value ...` is the same
     --weights W     a .weights.h5 file, a whole model saved as .keras, or a training run's
@@ -43,6 +43,8 @@ def parser(
         epilog=details or None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from cornernet_tf.config import packaged_configs
+
     default = f"; default {config_default}" if config_default else ""
     if weights:
         default = "; default: the config.yaml of --weights when that is a training run's folder"
@@ -50,7 +52,8 @@ def parser(
         "--config",
         required=config_default is None and not weights,
         default=config_default,
-        help=f"a YAML config file or a packaged config name (tiny, hourglass104){default}",
+        help=f"a YAML config file or a packaged config name ({', '.join(packaged_configs())})"
+        f"{default}",
     )
     if weights:
         result.add_argument(

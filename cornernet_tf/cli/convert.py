@@ -1,6 +1,6 @@
 """Convert an official CornerNet checkpoint to Keras weights.
 
-    cornernet-convert CornerNet_500000.pkl cornernet.weights.h5 [--config hourglass104] \
+    cornernet-convert CornerNet_500000.pkl cornernet.weights.h5 [--config hourglass104] \\
         [key=value ...]
 
 Reads the legacy torch.save pickle of the official trainer (or the zip format of newer torch, or

@@ -1,6 +1,6 @@
 """The main job on the embedded default (`make demo`): shapes -> train -> COCO AP -> pictures.
 
-    cornernet-demo [--config tiny] [--out runs/demo] [--export exported] [--fresh] \
+    cornernet-demo [--config tiny] [--out runs/demo] [--export exported] [--fresh] \\
         [--skip-table] [--finetune STEPS] [key=value ...]
 
 1. the official Hourglass-104's parameter table, to show the model;

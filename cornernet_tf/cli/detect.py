@@ -1,6 +1,6 @@
 """Detect objects in images and draw them.
 
-    cornernet-detect --config C --weights W IMAGE|FOLDER... --out DIR [--threshold 0.3] \
+    cornernet-detect --config C --weights W IMAGE|FOLDER... --out DIR [--threshold 0.3] \\
         [--precision float32|bfloat16] [--winograd] [key=value ...]
 
 A FOLDER stands for the JPEG, PNG, GIF and BMP files in it (by their first bytes, sorted by name,

@@ -1,7 +1,7 @@
 """COCO box AP of a CornerNet on an annotated image folder, with the official test procedure.
 
-    cornernet-evaluate --config C --weights W --annotations ANN.json --images DIR \
-        [--flip | --no-flip] [--scales 0.5,1,1.5] [--precision float32|bfloat16] [--winograd] \
+    cornernet-evaluate --config C --weights W --annotations ANN.json --images DIR \\
+        [--flip | --no-flip] [--scales 0.5,1,1.5] [--precision float32|bfloat16] [--winograd] \\
         [--limit N] [--out DIR] [key=value ...]
 
 Prints the 12 COCO numbers and a per-class AP table; writes DIR/detections.json (COCO results

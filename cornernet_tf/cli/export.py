@@ -1,10 +1,10 @@
 """Export a CornerNet as a SavedModel for TF Serving, and optionally as a TF.js graph model and
 an OpenVINO IR.
 
-    cornernet-export --config C --weights W --out exported/cornernet [--version 1] \
-        [--input-size 511] [--flip | --no-flip] [--precision float32|bfloat16] \
-        [--no-fold-batchnorm] [--tfjs exported/cornernet_tfjs] [--quantize none|float16|uint8] \
-        [--openvino exported/cornernet_openvino [--int8 IMAGES] [--int8-images 300]] \
+    cornernet-export --config C --weights W --out exported/cornernet [--version 1] \\
+        [--input-size 511] [--flip | --no-flip] [--precision float32|bfloat16] \\
+        [--no-fold-batchnorm] [--tfjs exported/cornernet_tfjs] [--quantize none|float16|uint8] \\
+        [--openvino exported/cornernet_openvino [--int8 IMAGES] [--int8-images 300]] \\
         [--overwrite] [key=value ...]
 
 Writes OUT/VERSION/saved_model.pb + variables/ (the TF Serving layout) with the signatures

@@ -1,6 +1,6 @@
 """Train CornerNet.
 
-    cornernet-train --config C [--strategy default|mirrored|multiworker] [--resume]
+    cornernet-train --config C [--strategy default|mirrored|multiworker] [--resume] \\
         [--init-weights W] [--out runs/train] [--min-usable 0.5] [--quiet] [key=value ...]
 
 Data come from the config (data.train_annotations + data.train_images, or data.train_tfrecords;
