@@ -48,7 +48,7 @@ from cornernet_tf.data import (
     without_undecodable,
 )
 from cornernet_tf.files import output_folder, reason
-from cornernet_tf.inference import network_input_problem
+from cornernet_tf.inference import Detector, network_input_problem
 from cornernet_tf.model import CornerNet, build_model
 
 # train.precision -> the model's compute precision (mixed: float32 variables, bfloat16 compute)
@@ -588,7 +588,6 @@ class TrainingLog(keras.callbacks.Callback):
         """COCO AP and AP50 of the model now, with the official test procedure, on the first
         train.eval_images validation images."""
         from cornernet_tf.evaluate import evaluate_examples
-        from cornernet_tf.inference import Detector
 
         source, config = self.val_source, self.config
         detector = Detector(self.model, config)
@@ -596,8 +595,9 @@ class TrainingLog(keras.callbacks.Callback):
         examples = scored_examples(source, config, count, left_out)
         first = next(examples, None)
         if first is None:
+            why = left_out[0] if left_out else "none was loaded"
             raise TrainingError(
-                f"none of the {count} validation images can be scored: {left_out[0]}; "
+                f"none of the {count} validation images can be scored: {why}; "
                 f"{last_checkpoint(self.manager)}; lower test.scales and run the same command "
                 "again to resume"
             )
