@@ -348,16 +348,15 @@ def check_test_scale(config: Config, source) -> None:
     """TrainingError when test.scales makes too large a network input of the first image of
     `source` (the validation data that training scores AP on every train.eval_every steps): a
     mistake to tell before the first step, not after eval_every of them."""
+    left_out = []
     try:
-        first = next(source.examples(1).as_numpy_iterator(), None)
+        next(scored_examples(source, config, 1, left_out), None)
     except tf.errors.OpError:  # loading the validation batches next says what is wrong
         return
-    if first is None:
-        return
-    if problem := network_input_problem(*first["image"].shape[:2], config):
+    if left_out:
         raise TrainingError(
             f"train.eval_every {config.train.eval_every} scores AP on the validation images "
-            f"with the test procedure: {source.item_names()[0]}: {problem}"
+            f"with the test procedure: {left_out[0]}"
         )
 
 

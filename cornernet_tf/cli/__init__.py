@@ -37,14 +37,14 @@ def parser(
     them in `args.inputs`. Without inputs, `parse` adds the positional overrides after the
     command's own positional arguments. `weights`: the command takes --weights, and --config
     may then be left out when the weights are a training run's folder (its config.yaml)."""
+    from cornernet_tf.config import packaged_configs
+
     summary, _, details = doc.strip().partition("\n\n")
     result = argparse.ArgumentParser(
         description=summary,
         epilog=details or None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from cornernet_tf.config import packaged_configs
-
     default = f"; default {config_default}" if config_default else ""
     if weights:
         default = "; default: the config.yaml of --weights when that is a training run's folder"
